@@ -48,7 +48,7 @@ def test_em_lateral_containment_in_moliere_radius(hgcal, energy):
     sim = Simulator(hgcal)
     gun = GunConfig(particle="e-", energy=energy, eta=2.2)
     inside = total = 0.0
-    for i in range(10):
+    for i in range(20):
         rng = np.random.default_rng([5, i])
         parts = gun.generate(rng)
         rec = sim.shower(parts, rng)

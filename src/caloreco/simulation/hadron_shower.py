@@ -45,7 +45,7 @@ class HadronShowerParams:
     halo_lambda: float = 0.35  # hadronic halo radius scale [lambda_I]
     core_fraction: float = 0.6  # share of the hadronic part in the core
     em_radius_moliere: float = 1.0  # radius scale of the EM part [Moliere radii]
-    spot_scale: float = 1.0  # multiplies the number of spots
+    spot_scale: float = 0.5  # multiplies the number of spots (as EMShowerParams.spot_scale)
     z_eff: float = 74.0  # for the spot count (as EM showers)
 
 
