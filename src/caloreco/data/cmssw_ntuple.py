@@ -40,9 +40,6 @@ repeats). Events without rechits are returned with zero hits.
 
 from __future__ import annotations
 
-import difflib
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from caloreco.data._rootio import READ_ERRORS, nearest
 from caloreco.data.event import ClusterType, Event
 from caloreco.errors import InputFileError, InvalidDataError
 from caloreco.geometry.cells import CellType
@@ -74,10 +72,6 @@ _SCINTILLATOR_THICKNESS_MIN = 1e30
 #: Largest eta-phi distance and relative pt difference for a SimCluster to be the same
 #: particle as a generator particle (both copy the SimTrack kinematics; float rounding only).
 _MATCH_TOLERANCE = 1e-3
-
-#: Exceptions uproot (and the decompressors under it) raise for unreadable bytes.
-_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError,
-                struct.error, zlib.error, uproot.deserialization.DeserializationError)
 
 
 def read_cmssw_ntuple(path: str | Path, *, tree: str = "ana/hgc",
@@ -120,7 +114,7 @@ def _read_arrays(path: Path, tree: str, entry_start: int | None,
                 raise InputFileError(
                     path, f"tree '{tree}' lacks {len(missing)} HGCalAnalysis branch(es) "
                     f"{missing[:8]}{' ...' if len(missing) > 8 else ''}; nearest to "
-                    f"'{missing[0]}': {_nearest(missing[0], available)}")
+                    f"'{missing[0]}': {nearest(missing[0], available)}")
             names = list(required) + [b for b in _OPTIONAL_BRANCHES if b in available]
             entries = range(ttree.num_entries)[slice(entry_start, entry_stop)]
             arrays = ttree.arrays(names, entry_start=entries.start, entry_stop=entries.stop,
@@ -128,7 +122,7 @@ def _read_arrays(path: Path, tree: str, entry_start: int | None,
             return arrays, entries.start
     except InputFileError:
         raise
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise InputFileError(path, f"cannot read the file as a ROOT ntuple (truncated or "
                                    f"not ROOT?): {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0]}") from exc
@@ -141,16 +135,10 @@ def _get_tree(path: Path, file: Any, name: str) -> Any:
         raise InputFileError(path, f"'{name}' is a {classes[name]}, not the TTree that "
                                    f"HGCalAnalysis writes")
     if name not in classes:
-        held = [f"{k} ({classes[k]})" for k in _nearest(name, classes)]
+        held = [f"{k} ({classes[k]})" for k in nearest(name, classes)]
         raise InputFileError(path, f"no TTree '{name}' in the file; it holds, nearest "
                                    f"first: {held}")
     return file[name]
-
-
-def _nearest(name: str, candidates: Any, n: int = 8) -> list[str]:
-    """Up to ``n`` candidates, most similar to ``name`` first."""
-    ranked = sorted(candidates, key=lambda c: -difflib.SequenceMatcher(None, name, c).ratio())
-    return ranked[:n]
 
 
 def _event(rec: ak.Record, event_id: int, source: str) -> Event:

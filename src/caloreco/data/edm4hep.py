@@ -29,10 +29,8 @@ collections are all empty are returned with zero hits.
 
 from __future__ import annotations
 
-import difflib
 import struct
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +38,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from caloreco.data._rootio import READ_ERRORS, nearest
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
 
@@ -53,10 +52,6 @@ _PARTICLES = "MCParticles"
 _PARTICLE_MEMBERS = ("PDG", "generatorStatus", "mass", "momentum.x", "momentum.y",
                      "momentum.z", "vertex.x", "vertex.y", "vertex.z")
 _MM_TO_CM = 0.1
-
-#: Exceptions uproot (and the decompressors under it) raise for unreadable bytes.
-_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError,
-                struct.error, zlib.error, uproot.deserialization.DeserializationError)
 
 
 def read_edm4hep(path: str | Path, *, collections: Sequence[str] | None = None,
@@ -134,7 +129,7 @@ def _read_arrays(path: Path, collections: Sequence[str] | None, entry_start: int
             return hit_arrays, particles, _layer_fields(path, file, names), entries
     except InputFileError:
         raise
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise InputFileError(path, f"cannot read the file as EDM4hep ROOT (truncated or not "
                                    f"ROOT?): {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0]}") from exc
@@ -154,7 +149,7 @@ def _events_tree(path: Path, file: Any) -> Any:
         raise InputFileError(path, f"'{_TREE}' is a {classes[_TREE]}; only the podio TTree "
                                    f"layout is supported")
     if _TREE not in classes:
-        held = [f"{k} ({classes[k]})" for k in _nearest(_TREE, classes)]
+        held = [f"{k} ({classes[k]})" for k in nearest(_TREE, classes)]
         raise InputFileError(path, f"no TTree '{_TREE}' in the file (not podio/EDM4hep?); "
                                    f"it holds, nearest first: {held}")
     return file[_TREE]
@@ -178,17 +173,11 @@ def _hit_collections(path: Path, tree: Any, requested: Sequence[str] | None) -> 
         if name not in tree.keys(recursive=False):
             raise InputFileError(path, f"no collection '{name}' in tree '{_TREE}'; "
                                        f"CalorimeterHit collections, nearest first: "
-                                       f"{_nearest(name, hit_colls)}")
+                                       f"{nearest(name, hit_colls)}")
         raise InputFileError(path, f"collection '{name}' holds {tree[name].typename}, not "
                                    f"edm4hep::CalorimeterHit; those are "
-                                   f"{_nearest(name, hit_colls)}")
+                                   f"{nearest(name, hit_colls)}")
     return list(requested)
-
-
-def _nearest(name: str, candidates: Any, n: int = 8) -> list[str]:
-    """Up to ``n`` candidates, most similar to ``name`` first."""
-    ranked = sorted(candidates, key=lambda c: -difflib.SequenceMatcher(None, name, c).ratio())
-    return ranked[:n]
 
 
 def _hit_columns(arr: dict[str, ak.Array], layer_field: tuple[int, int, bool] | None
@@ -271,7 +260,7 @@ def _layer_fields(path: Path, file: Any, names: Sequence[str]
         encodings = _cellid_encodings(file, names)
         fields = {n: _layer_field(enc) for n, enc in encodings.items()}
         return {n: f for n, f in fields.items() if f is not None}
-    except (*_READ_ERRORS, TypeError, UnicodeDecodeError) as exc:
+    except (*READ_ERRORS, TypeError, UnicodeDecodeError) as exc:
         warnings.warn(f"cannot decode the cellID encodings in the podio metadata "
                       f"({type(exc).__name__}: {exc}); layer set to 0 for all hits\n"
                       f"  in file: {path}", stacklevel=4)

@@ -221,8 +221,11 @@ class HGCalEndcap(Detector):
                              (RC * np.sin(phi)).ravel(), z, area.ravel(),
                              np.full(K.size, CellType.SCINTILLATOR, dtype=np.int8))
         arrays = {k: np.concatenate(v) for k, v in cols.items()}
-        phi = np.arctan2(arrays["y"], arrays["x"])
-        keep = (phi >= c.phi_min) & (phi < c.phi_max)
+        if c.phi_max - c.phi_min >= 2 * np.pi:
+            keep = np.ones(len(arrays["x"]), dtype=bool)  # full ring (arctan2 returns +pi at y = 0, x < 0)
+        else:
+            phi = np.arctan2(arrays["y"], arrays["x"])
+            keep = (phi >= c.phi_min) & (phi < c.phi_max)
         return CellTable.from_columns(**{k: v[keep] for k, v in arrays.items()})
 
     @staticmethod

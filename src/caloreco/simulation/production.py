@@ -42,9 +42,10 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.n_events < 1:
-            raise ConfigError(f"--events must be >= 1, got {self.n_events}")
+            raise ConfigError(f"n_events (--events) must be >= 1, got {self.n_events}")
         if not 1 <= self.shards <= self.n_events:
-            raise ConfigError(f"--shards must be between 1 and the number of events ({self.n_events}), got {self.shards}")
+            raise ConfigError(f"shards (--shards) must be between 1 and the number of events ({self.n_events}), "
+                              f"got {self.shards}")
         make_generator(self.preset, **self.preset_options)  # validate early, in the parent
 
     def shard_ranges(self) -> list[tuple[int, int]]:
@@ -107,5 +108,11 @@ def simulate_dataset(spec: DatasetSpec, out_dir: str | Path, *, workers: int = 1
         "generator": asdict(make_generator(spec.preset, **spec.preset_options)),
         "shards": shards,
     }
-    atomic_write_text(out / MANIFEST, json.dumps(_jsonable(manifest), indent=2, sort_keys=True) + "\n")
+    # shards of an earlier, larger run in the same directory would otherwise be read as ours
+    current = {s["file"] for s in shards}
+    for stale in out.glob("events-*.parquet"):
+        if stale.name not in current:
+            stale.unlink()
+    manifest = _jsonable(manifest)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
