@@ -12,7 +12,10 @@
 
 from caloreco.geometry.cells import CellTable, CellType
 from caloreco.geometry.detector import Detector
+from caloreco.geometry.hcal import HCalBarrel, HCalBarrelConfig
 from caloreco.geometry.hgcal import HGCalConfig, HGCalEndcap
 from caloreco.geometry.layers import LayerStack
+from caloreco.geometry.neighbours import neighbour_graph
 
-__all__ = ["CellTable", "CellType", "Detector", "HGCalConfig", "HGCalEndcap", "LayerStack"]
+__all__ = ["CellTable", "CellType", "Detector", "HCalBarrel", "HCalBarrelConfig", "HGCalConfig", "HGCalEndcap",
+           "LayerStack", "neighbour_graph"]

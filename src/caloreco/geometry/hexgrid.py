@@ -1,4 +1,4 @@
-"""Analytic hexagonal lattices: centres of flat-topped hexagonal cells and point lookup.
+"""Analytic hexagonal lattices: centres of pointy-topped hexagonal cells and point lookup.
 
 A lattice of pitch ``d`` (distance between neighbouring centres) has basis vectors
 ``e1 = d (1, 0)`` and ``e2 = d (1/2, sqrt(3)/2)``; a cell is labelled by integer axial

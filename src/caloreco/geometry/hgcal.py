@@ -173,8 +173,15 @@ class HGCalEndcap(Detector):
         thick = c.ce_e_eta_thick if ce_e else c.ce_h_eta_thick
         mixed = (not ce_e) and (layer - self.n_ce_e) > c.ce_h_fine_layers
         r_max = r_of(c.eta_min)
+        r_scint = r_max
+        if mixed:
+            # snap the Si/scintillator border to the inner edge of a tile ring, so tiles and
+            # silicon meet without a strip that neither covers
+            g = 1.0 + np.deg2rad(c.scint_dphi_deg)
+            k = np.ceil(np.log(r_of(c.ce_h_eta_scint) / c.scint_r0) / np.log(g))
+            r_scint = float(c.scint_r0 * g**k)
         return {"r_min": r_of(c.eta_max), "r_fine": r_of(fine), "r_thick": r_of(thick),
-                "r_scint": r_of(c.ce_h_eta_scint) if mixed else r_max, "r_max": r_max}
+                "r_scint": r_scint, "r_max": r_max}
 
     def _scint_ring_edges(self, r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
         """Ring indices k and inner radii of the tile rings covering [r_lo, r_hi)."""
@@ -210,7 +217,7 @@ class HGCalEndcap(Detector):
             if R["r_scint"] < R["r_max"]:
                 k, r_in = self._scint_ring_edges(R["r_scint"], R["r_max"])
                 r_c = r_in * np.sqrt(g)  # geometric centre of the ring
-                ok = (r_c >= R["r_scint"]) & (r_c < R["r_max"])
+                ok = (r_in >= R["r_scint"] * (1 - 1e-9)) & (r_c < R["r_max"])
                 k, r_in, r_c = k[ok], r_in[ok], r_c[ok]
                 K, J = np.meshgrid(k, np.arange(nphi), indexing="ij")
                 RC = np.broadcast_to(r_c[:, None], K.shape)
@@ -250,8 +257,8 @@ class HGCalEndcap(Detector):
         maps = []
         for lat in (LATTICE_FINE, LATTICE_COARSE, LATTICE_SCINT):
             m = lattice == lat
-            if not m.any():
-                maps.append((np.full((1, 1, 1), -1, dtype=np.int32), np.zeros(2, dtype=np.int64)))
+            if not m.any():  # a lattice without cells (e.g. no scintillator): an empty map
+                maps.append((np.full((0, 0, 0), -1, dtype=np.int32), np.zeros(2, dtype=np.int64)))
                 continue
             lo = np.array([a[m].min(), b[m].min()])
             shape = (len(self.layers) + 1, int(a[m].max() - lo[0] + 1), int(b[m].max() - lo[1] + 1))
@@ -273,21 +280,67 @@ class HGCalEndcap(Detector):
         rows = self.lookup(x, y, z, layer)
         return np.where(rows >= 0, self.cells.cell_id[np.maximum(rows, 0)], -1)
 
+    @cached_property
+    def _region_table(self) -> np.ndarray:
+        """(L + 1, 2) radii of the fine/coarse and silicon/scintillator borders per layer."""
+        out = np.full((len(self.layers) + 1, 2), np.inf)
+        for layer in range(1, len(self.layers) + 1):
+            R = self._region_radii(layer)
+            out[layer] = (R["r_fine"], R["r_scint"])
+        return out
+
+    @cached_property
+    def _border_tree(self) -> tuple["object", np.ndarray]:
+        """KD-tree over the cells within two pitches of a sensor border, for the strip where
+        neither lattice has a cell (their centres lie on the other side of the border)."""
+        from scipy.spatial import cKDTree
+
+        c = self.cells
+        r = np.hypot(c.x, c.y)
+        borders = self._region_table[c.layer]
+        margin = 2.0 * max(self.config.pitch_coarse, 3.0)
+        near = (np.abs(r - borders[:, 0]) < margin) | (np.abs(r - borders[:, 1]) < margin)
+        rows = np.flatnonzero(near)
+        return cKDTree(np.c_[c.x[rows], c.y[rows], c.layer[rows] * 1.0e4]), rows
+
     def lookup(self, x: np.ndarray, y: np.ndarray, z: np.ndarray | None, layer: np.ndarray) -> np.ndarray:
         """Row of the cell containing each point (-1 outside every cell).
 
-        Fine silicon is tried first, then coarse silicon, then scintillator, so a point
-        near a sensor border falls into the nearest existing cell: the layer has no gaps.
+        The lattice of the point's own sensor region (by radius) is tried first, then the
+        others, so every cell's centre maps to that cell. In the thin strip along a sensor
+        border where no lattice has a cell, the nearest border cell of the layer (within
+        one coarse pitch) is taken: the layer has no gaps inside the acceptance.
         """
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         layer = np.asarray(layer, dtype=np.int64)
-        rows = np.full(x.shape, -1, dtype=np.int64)
-        valid_layer = (layer >= 1) & (layer <= len(self.layers))
+        n_layers = len(self.layers)
+        valid = (layer >= 1) & (layer <= n_layers)
+        safe_layer = np.where(valid, layer, 0)
+        r = np.hypot(x, y)
+        borders = self._region_table[safe_layer]
+        region = np.where(r < borders[:, 0], LATTICE_FINE, np.where(r < borders[:, 1], LATTICE_COARSE, LATTICE_SCINT))
+        candidates = []
         for (table, lo), (a, b) in zip(self._dense_index, self._lattice_coords(x, y)):
             ia, ib = a - lo[0], b - lo[1]
-            ok = (rows < 0) & valid_layer & (ia >= 0) & (ib >= 0) & (ia < table.shape[1]) & (ib < table.shape[2])
-            rows[ok] = table[layer[ok], ia[ok], ib[ok]]
+            ok = valid & (safe_layer < table.shape[0]) & (ia >= 0) & (ib >= 0) & (ia < table.shape[1]) & (ib < table.shape[2])
+            rows = np.full(x.shape, -1, dtype=np.int64)
+            rows[ok] = table[safe_layer[ok], ia[ok], ib[ok]]
+            candidates.append(rows)
+        cand = np.stack(candidates)  # (3, N)
+        rows = np.take_along_axis(cand, region[None, :], axis=0)[0]
+        for lattice in (LATTICE_FINE, LATTICE_COARSE, LATTICE_SCINT):  # fall back to any other lattice
+            rows = np.where(rows >= 0, rows, cand[lattice])
+        hole = (rows < 0) & valid & (np.abs(r - borders[:, 0]) < 2 * self.config.pitch_coarse) | \
+               ((rows < 0) & valid & (np.abs(r - borders[:, 1]) < 2 * self.config.pitch_coarse))
+        if hole.any():
+            tree, tree_rows = self._border_tree
+            dist, idx = tree.query(np.c_[x[hole], y[hole], layer[hole] * 1.0e4],
+                                   distance_upper_bound=self.config.pitch_coarse)
+            found = np.isfinite(dist)
+            fill = np.full(hole.sum(), -1, dtype=np.int64)
+            fill[found] = tree_rows[idx[found]]
+            rows[hole] = fill
         return rows
 
     # ------------------------------------------------------------------ tracking
