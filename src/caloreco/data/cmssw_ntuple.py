@@ -47,7 +47,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from caloreco.data._rootio import READ_ERRORS, nearest
+from caloreco.data._rootio import READ_ERRORS, get_tree, nearest
 from caloreco.data.event import ClusterType, Event
 from caloreco.errors import InputFileError, InvalidDataError
 from caloreco.geometry.cells import CellType
@@ -130,15 +130,7 @@ def _read_arrays(path: Path, tree: str, entry_start: int | None,
 
 def _get_tree(path: Path, file: Any, name: str) -> Any:
     """The TTree ``name`` of an open file, or InputFileError listing the file's trees."""
-    classes = file.classnames(cycle=False)
-    if classes.get(name, "TTree") != "TTree":
-        raise InputFileError(path, f"'{name}' is a {classes[name]}, not the TTree that "
-                                   f"HGCalAnalysis writes")
-    if name not in classes:
-        held = [f"{k} ({classes[k]})" for k in nearest(name, classes)]
-        raise InputFileError(path, f"no TTree '{name}' in the file; it holds, nearest "
-                                   f"first: {held}")
-    return file[name]
+    return get_tree(path, file, name, expected="an HGCalAnalysis ntuple")
 
 
 def _event(rec: ak.Record, event_id: int, source: str) -> Event:

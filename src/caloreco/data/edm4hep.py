@@ -38,7 +38,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from caloreco.data._rootio import READ_ERRORS, nearest
+from caloreco.data._rootio import READ_ERRORS, get_tree, nearest
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
 
@@ -144,15 +144,7 @@ def _members(branch: Any, members: Sequence[str], entries: range) -> dict[str, a
 
 def _events_tree(path: Path, file: Any) -> Any:
     """The ``events`` TTree (highest cycle), or InputFileError listing the file's trees."""
-    classes = file.classnames(cycle=False)
-    if classes.get(_TREE, "TTree") != "TTree":
-        raise InputFileError(path, f"'{_TREE}' is a {classes[_TREE]}; only the podio TTree "
-                                   f"layout is supported")
-    if _TREE not in classes:
-        held = [f"{k} ({classes[k]})" for k in nearest(_TREE, classes)]
-        raise InputFileError(path, f"no TTree '{_TREE}' in the file (not podio/EDM4hep?); "
-                                   f"it holds, nearest first: {held}")
-    return file[_TREE]
+    return get_tree(path, file, _TREE, expected="a podio/EDM4hep file")
 
 
 def _hit_collections(path: Path, tree: Any, requested: Sequence[str] | None) -> list[str]:

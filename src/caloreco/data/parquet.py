@@ -14,6 +14,7 @@ and split with offsets (``ak.unflatten``), never looped hit by hit.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -48,6 +49,10 @@ def events_to_awkward(events: Sequence[Event]) -> ak.Array:
     if not events:
         raise InvalidDataError("no events to write")
     hit_keys = list(HIT_FIELDS) + [k for k in OPTIONAL_HIT_FIELDS if all(k in e.hits for e in events)]
+    dropped = sorted({k for e in events for k in e.hits if k not in hit_keys})
+    if dropped:
+        warnings.warn(f"optional hit column(s) {dropped} are not present in every event and are not written",
+                      stacklevel=2)
     return ak.zip({
         "event_id": np.array([e.event_id for e in events], dtype=np.int64),
         "detector": ak.Array([e.detector for e in events]),
