@@ -149,3 +149,22 @@ def test_bad_generator_options_are_config_errors():
         make_generator("ttbar")
     with pytest.raises(ConfigError, match="upper edge"):
         GunConfig(energy=(50.0, 10.0)).generate(np.random.default_rng(0))
+
+
+def test_barrel_hcal_simulation():
+    # the same shower models run on the HCAL-like barrel: electrons at the EM scale, pions
+    # with the HB-like resolution (~100-115 %/sqrt(E), physics-reference.md)
+    hb = make_detector("hcal-barrel")
+    sim = Simulator(hb)
+    sums = {}
+    for name in ("e-", "pi+"):
+        gun = GunConfig(particle=name, energy=50.0, eta=(-1.0, 1.0))
+        s = []
+        for i in range(60):
+            ev = _event(sim, gun, [21, i])
+            s.append(ev.hits["energy"][ev.hits["truth_cluster"] >= 0].sum())
+        sums[name] = np.array(s)
+    assert abs(sums["e-"].mean() / 50.0 - 1.0) < 0.05
+    rel = sums["pi+"].std() / sums["pi+"].mean()
+    assert 0.08 < rel < 0.25  # a ~ 60-175 % at 50 GeV
+    assert sums["e-"].mean() > sums["pi+"].mean()

@@ -133,12 +133,12 @@ class DTauConfig:
     event holds O(10) particles like the GravNet/object-condensation data set.
     """
 
-    tau_pt: tuple[float, float] = (20.0, 100.0)  # GeV; Z/gamma* -> tau tau visible taus
+    tau_pt: tuple[float, float] = (30.0, 150.0)  # GeV; Z/gamma* -> tau tau visible taus
     eta: tuple[float, float] = (1.8, 2.7)
     visible_fraction: tuple[float, float] = (0.5, 1.0)
     neutral_hadron_prob: float = 0.15
     min_particle_energy: float = 1.0
-    jet_extra_mean: float = 2.5
+    jet_extra_mean: float = 3.0
     jet_cone: float = 0.1  # rad
     pileup: PileupConfig = PileupConfig()
 
