@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--validation-events", type=_positive_int, default=60, help="events per validation point (default 60)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_demo)
+
+    from caloreco.cli_reco import add_commands
+
+    add_commands(sub)
     return p
 
 

@@ -1,0 +1,146 @@
+"""Clustering with a trained network: encode hits, run the model, condense.
+
+:class:`ModelClusterer` is the one entry point that ``caloreco cluster``, ``caloreco
+evaluate``, the demo, the benchmarks and the inference server share, so that every
+consumer gets identical clusters for identical hits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from caloreco.clustering.condensation import condensation_clustering
+from caloreco.data.event import Event
+from caloreco.errors import ConfigError, InputFileError
+from caloreco.models.encoding import HitEncoding
+
+#: File name of the shipped pretrained SPVCNN (HGCAL dtau preset) inside the package.
+PRETRAINED = "spvcnn_dtau.pt"
+
+
+def pretrained_path() -> Path:
+    """Path of the shipped pretrained model."""
+    path = Path(str(resources.files("caloreco") / "pretrained" / PRETRAINED))
+    if not path.exists():
+        raise InputFileError(path, "the shipped pretrained model is missing from the package")
+    return path
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage, summed over calls."""
+
+    prepare: float = 0.0  # encoding, voxelisation and kernel maps
+    network: float = 0.0
+    clustering: float = 0.0
+    events: int = 0
+    hits: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"prepare_s": self.prepare, "network_s": self.network,
+                "clustering_s": self.clustering, "events": self.events, "hits": self.hits}
+
+
+@dataclass
+class Prediction:
+    """Per-hit outputs of one event."""
+
+    cluster_id: np.ndarray  # int64 [N], -1 = noise
+    beta: np.ndarray  # float32 [N]
+    coords: np.ndarray  # float32 [N, D]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class ModelClusterer:
+    """A trained clustering network with its encoding and condensation thresholds.
+
+    Args:
+        model: network mapping ``(features, points, batch)`` to ``(coords, beta, ...)``.
+        encoding: the :class:`HitEncoding` it was trained with.
+        t_beta, t_d: condensation thresholds (Kieseler 2020; defaults 0.1, 0.7).
+        device: where the network runs.
+    """
+
+    def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
+                 t_d: float = 0.7, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
+        self.model = model.to(self.device).eval()
+        self.encoding = encoding
+        self.t_beta, self.t_d = t_beta, t_d
+        self.timings = Timings()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu",
+                        t_beta: float | None = None, t_d: float | None = None) -> "ModelClusterer":
+        """Load a checkpoint file or run directory (default: the shipped model)."""
+        from caloreco.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(pretrained_path() if path is None else path)
+        model, encoding = ckpt.build(device)
+        return cls(model, encoding, device=device,
+                   t_beta=ckpt.clustering.get("t_beta", 0.1) if t_beta is None else t_beta,
+                   t_d=ckpt.clustering.get("t_d", 0.7) if t_d is None else t_d)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def predict_tensors(self, features: torch.Tensor, points: torch.Tensor,
+                        batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events."""
+        t0 = time.perf_counter()
+        features, points, batch = (t.to(self.device) for t in (features, points, batch))
+        mgr = self.model.prepare(points, batch) if hasattr(self.model, "prepare") else None
+        self._sync()
+        t1 = time.perf_counter()
+        out = self.model.run(features, mgr) if mgr is not None else self.model(features, points, batch)
+        coords, beta = out[0].float(), out[1].float()
+        self._sync()
+        t2 = time.perf_counter()
+        cid = condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d)
+        self._sync()
+        t3 = time.perf_counter()
+        self.timings.prepare += t1 - t0
+        self.timings.network += t2 - t1
+        self.timings.clustering += t3 - t2
+        return cid, beta, coords
+
+    def cluster_events(self, events: Sequence[Event], *, batch_size: int = 1) -> list[Prediction]:
+        """Cluster events, ``batch_size`` events per network call; one :class:`Prediction`
+        per event, hits in input order. Events without hits give empty predictions."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        out: list[Prediction] = []
+        for start in range(0, len(events), batch_size):
+            chunk = events[start:start + batch_size]
+            t0 = time.perf_counter()
+            feats = [self.encoding.features(e.hits) for e in chunk]
+            pts = [self.encoding.points(e.hits) for e in chunk]
+            counts = [len(f) for f in feats]
+            self.timings.prepare += time.perf_counter() - t0
+            if sum(counts) == 0:
+                out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
+                                      np.zeros((0, 0), np.float32)) for _ in chunk)
+                continue
+            batch = torch.repeat_interleave(torch.arange(len(chunk)), torch.tensor(counts))
+            cid, beta, coords = self.predict_tensors(torch.from_numpy(np.concatenate(feats)),
+                                                     torch.from_numpy(np.concatenate(pts)), batch)
+            cid, beta, coords = cid.cpu().numpy(), beta.cpu().numpy(), coords.cpu().numpy()
+            ends = np.cumsum(counts)
+            for b, end in enumerate(ends):
+                sl = slice(end - counts[b], end)
+                out.append(Prediction(cid[sl], beta[sl], coords[sl]))
+            self.timings.events += len(chunk)
+            self.timings.hits += int(sum(counts))
+        return out

@@ -1,0 +1,94 @@
+"""Clustering outputs in Parquet: one row per input event, in input event and hit order.
+
+Row layout::
+
+    event_id: int64
+    hits:     var * {cluster_id: int64 (-1 = noise), beta: float32}
+    clusters: var * {cluster_id: int64, energy: float32 [GeV], x, y, z: float32 [cm]
+                     (energy-weighted), n_hits: int64}
+
+``hits`` of row ``i`` align one to one with the hits of event ``i`` of the input shard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import awkward as ak
+import numpy as np
+
+from caloreco.data.event import Event
+from caloreco.errors import InputFileError, InvalidDataError
+from caloreco.utils.atomic import atomic_path
+
+CLUSTER_COLUMNS = ("cluster_id", "energy", "x", "y", "z", "n_hits")
+
+
+def cluster_table(event: Event, cluster_id: np.ndarray) -> dict[str, np.ndarray]:
+    """Per predicted cluster of one event: energy sum, energy-weighted position, hit count."""
+    h = event.hits
+    sel = cluster_id >= 0
+    ids, inv = np.unique(cluster_id[sel], return_inverse=True)
+    e = h["energy"][sel].astype(np.float64)
+    energy = np.bincount(inv, weights=e, minlength=len(ids))
+    n = np.bincount(inv, minlength=len(ids))
+    safe = np.where(energy > 0, energy, 1.0)
+    out = {"cluster_id": ids.astype(np.int64), "energy": energy.astype(np.float32),
+           "n_hits": n.astype(np.int64)}
+    for c in ("x", "y", "z"):
+        wsum = np.bincount(inv, weights=e * h[c][sel], minlength=len(ids))
+        mean = np.bincount(inv, weights=h[c][sel].astype(np.float64), minlength=len(ids)) / np.maximum(n, 1)
+        out[c] = np.where(energy > 0, wsum / safe, mean).astype(np.float32)
+    return out
+
+
+def write_predictions(path: str | Path, events: Sequence[Event], cluster_ids: Sequence[np.ndarray],
+                      betas: Sequence[np.ndarray]) -> Path:
+    """Write one row per event atomically (see the module docstring)."""
+    if not (len(events) == len(cluster_ids) == len(betas)):
+        raise InvalidDataError(f"{len(events)} events but {len(cluster_ids)} cluster-id arrays "
+                               f"and {len(betas)} beta arrays")
+    for ev, cid, b in zip(events, cluster_ids, betas):
+        if len(cid) != ev.n_hits or len(b) != ev.n_hits:
+            raise InvalidDataError(f"prediction of event {ev.event_id} has {len(cid)} cluster ids "
+                                   f"and {len(b)} betas for {ev.n_hits} hits")
+    counts = np.array([ev.n_hits for ev in events], np.int64)
+    tables = [cluster_table(ev, np.asarray(cid)) for ev, cid in zip(events, cluster_ids)]
+    ccounts = np.array([len(t["cluster_id"]) for t in tables], np.int64)
+
+    def flat(parts: Sequence[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate([np.asarray(p, dtype) for p in parts]) if parts else np.zeros(0, dtype)
+
+    arr = ak.zip({
+        "event_id": np.array([ev.event_id for ev in events], np.int64),
+        "hits": ak.zip({"cluster_id": ak.unflatten(flat(cluster_ids, np.int64), counts),
+                        "beta": ak.unflatten(flat(betas, np.float32), counts)}, depth_limit=2),
+        "clusters": ak.zip({c: ak.unflatten(flat([t[c] for t in tables],
+                                                 np.int64 if c in ("cluster_id", "n_hits") else np.float32),
+                                            ccounts) for c in CLUSTER_COLUMNS}, depth_limit=2),
+    }, depth_limit=1)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ak.to_parquet(arr, tmp)
+    return path
+
+
+def read_predictions(path: str | Path) -> list[dict[str, object]]:
+    """Rows of a predictions file as dicts of numpy arrays (``event_id``, ``cluster_id``,
+    ``beta``, ``clusters``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "predictions file does not exist")
+    try:
+        arr = ak.from_parquet(path)
+        rows = []
+        for i in range(len(arr)):
+            r = arr[i]
+            rows.append({"event_id": int(r["event_id"]),
+                         "cluster_id": ak.to_numpy(r["hits"]["cluster_id"]),
+                         "beta": ak.to_numpy(r["hits"]["beta"]),
+                         "clusters": {c: ak.to_numpy(r["clusters"][c]) for c in CLUSTER_COLUMNS}})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(path, f"not a caloreco predictions file ({exc})") from None
+    return rows

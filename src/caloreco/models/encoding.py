@@ -1,0 +1,110 @@
+"""Hit encoding: per-hit input features and voxel-grid positions for the clustering models.
+
+The encoding is part of a trained model (it is stored in its checkpoint): a network is
+only valid on hits encoded the way it was trained.
+
+Features (F = 11), each scaled to order one:
+
+==========  =========================================================================
+energy      ``log(E / 1 MeV) / 3``, E the hit energy [GeV] floored at 1 keV
+x, y        ``x / 150 cm``, ``y / 150 cm`` (the HGCAL-like endcap reaches r ~ 150-260 cm)
+z           ``(|z| - 320 cm) / 200 cm`` (front face at ~320 cm, back at ~520 cm)
+layer       ``layer / 47`` (47 active layers)
+time        ``(t - r / c)`` [ns], clipped to [-5, 5]: time after a prompt photon's arrival
+cell type   one-hot of the 5 :class:`caloreco.geometry.CellType` codes (zeros if absent)
+==========  =========================================================================
+
+Voxel positions: ``((x - origin) / v, (y - origin) / v, layer - 1/2 (+ gap for z < 0))``
+with ``v = voxel_cm``: transverse voxels of ``voxel_cm`` and one layer deep, the two
+endcaps separated by ``endcap_gap`` layers so that no kernel reaches across.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import numpy as np
+
+from caloreco.errors import ConfigError, InvalidDataError
+
+#: Speed of light [cm/ns].
+C_CM_PER_NS = 29.9792458
+#: Number of cell-type codes (caloreco.geometry.CellType).
+N_CELL_TYPES = 5
+#: Hit columns the encoding reads.
+REQUIRED_COLUMNS = ("energy", "x", "y", "z", "layer", "time")
+
+
+@dataclass(frozen=True)
+class HitEncoding:
+    """How hits become model inputs.
+
+    Args:
+        voxel_cm: transverse voxel size [cm]. Default 0.7: on the dtau preset 99.97 % of
+            hits have a voxel of their own (0.8 cm: 96.5 %, 1.0 cm: 88 %; fine silicon
+            cells have a 0.81 cm pitch).
+        origin_cm: lower corner of the voxel grid in x and y [cm].
+        layers_per_voxel: longitudinal voxel size in layers.
+        endcap_gap: voxel offset of the z < 0 endcap along the layer axis.
+    """
+
+    voxel_cm: float = 0.7
+    origin_cm: float = -300.0
+    layers_per_voxel: float = 1.0
+    endcap_gap: int = 128
+
+    def __post_init__(self) -> None:
+        if not (self.voxel_cm > 0 and self.layers_per_voxel > 0):
+            raise ConfigError(f"voxel sizes must be > 0, got voxel_cm={self.voxel_cm}, "
+                              f"layers_per_voxel={self.layers_per_voxel}")
+
+    @property
+    def n_features(self) -> int:
+        return 6 + N_CELL_TYPES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _check(self, hits: Mapping[str, np.ndarray]) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in hits]
+        if missing:
+            raise InvalidDataError(f"hits lack column(s) {missing} needed by the hit encoding")
+        for c in ("energy", "x", "y", "z", "time"):
+            if not np.isfinite(hits[c]).all():
+                i = int(np.flatnonzero(~np.isfinite(hits[c]))[0])
+                raise InvalidDataError(f"hit column '{c}' is not finite at hit {i} ({hits[c][i]})")
+
+    def features(self, hits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 ``[N, 11]`` input features (see the module docstring)."""
+        self._check(hits)
+        n = len(hits["energy"])
+        x, y, z = (np.asarray(hits[c], np.float64) for c in ("x", "y", "z"))
+        r = np.sqrt(x * x + y * y + z * z)
+        out = np.zeros((n, self.n_features), np.float32)
+        out[:, 0] = np.log(np.maximum(hits["energy"], 1e-6) / 1e-3) / 3.0
+        out[:, 1] = x / 150.0
+        out[:, 2] = y / 150.0
+        out[:, 3] = (np.abs(z) - 320.0) / 200.0
+        out[:, 4] = np.asarray(hits["layer"], np.float32) / 47.0
+        out[:, 5] = np.clip(hits["time"] - r / C_CM_PER_NS, -5.0, 5.0)
+        if "cell_type" in hits:
+            ct = np.asarray(hits["cell_type"], np.int64)
+            ok = (ct >= 0) & (ct < N_CELL_TYPES)
+            out[np.flatnonzero(ok), 6 + ct[ok]] = 1.0
+        return out
+
+    def points(self, hits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 ``[N, 3]`` positions in voxel units (hit in voxel ``floor(p)``)."""
+        self._check(hits)
+        layer = np.asarray(hits["layer"], np.float64)
+        k = (layer - 0.5) / self.layers_per_voxel
+        k = np.where(np.asarray(hits["z"]) < 0, k + self.endcap_gap, k)
+        p = np.stack([(np.asarray(hits["x"], np.float64) - self.origin_cm) / self.voxel_cm,
+                      (np.asarray(hits["y"], np.float64) - self.origin_cm) / self.voxel_cm, k], 1)
+        if len(p) and p.min() < 0:
+            i = int(np.argmin(p.min(1)))
+            raise InvalidDataError(f"hit {i} at ({hits['x'][i]}, {hits['y'][i]}, layer "
+                                   f"{hits['layer'][i]}) lies below the voxel grid origin "
+                                   f"{self.origin_cm} cm")
+        return p.astype(np.float32)

@@ -1,0 +1,46 @@
+"""Model registry: name -> (network class, config class).
+
+Every clustering network here maps ``(features [N, F], points [N, 3], batch [N])`` to
+``(coords [N, D], beta [N])`` and is trained by the same object-condensation loss, so the
+training, clustering and serving code is shared and only the network differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from caloreco.errors import ConfigError
+
+
+def _spvcnn() -> tuple[type, type]:
+    from caloreco.models.spvcnn import SPVCNN, SPVCNNConfig
+
+    return SPVCNN, SPVCNNConfig
+
+
+_MODELS = {"spvcnn": _spvcnn}
+
+
+def model_names() -> list[str]:
+    return list(_MODELS)
+
+
+def model_classes(name: str) -> tuple[type, type]:
+    """``(network class, config class)`` of a registered model."""
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model '{name}'; choose from {model_names()}")
+    return _MODELS[name]()
+
+
+def build_model(name: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate model ``name`` from a config dictionary (as stored in checkpoints)."""
+    cls, cfg_cls = model_classes(name)
+    cfg = dict(config)
+    if "widths" in cfg and cfg["widths"] is not None:
+        cfg["widths"] = tuple(cfg["widths"])
+    try:
+        return cls(cfg_cls(**cfg))
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration for model '{name}': {exc}") from None

@@ -1,0 +1,204 @@
+"""SPVCNN: sparse point-voxel CNN (Tang et al., SPVNAS, arXiv 2007.16100).
+
+A voxel U-Net - stem, 4 down stages (stride-2 convolution + 2 residual blocks), 4 up
+stages (transposed convolution, skip concatenation, 2 residual blocks) - with a point
+branch that keeps full per-hit resolution: point features are read off the voxels by
+trilinear interpolation and refined by MLPs at the stem, the bottleneck, mid-decoder and
+the output, then averaged back into the voxels (``z -> voxelise -> convs -> devoxelise +
+MLP(z)``). This follows ``core/models/semantic_kitti/spvcnn.py`` of the SPVNAS code.
+
+For clustering the head predicts per hit a point ``x`` in a learned clustering space
+(dimension ``coord_dim``) and a condensation score ``beta`` in (0, 1) (object
+condensation, Kieseler arXiv 2002.03605), optionally an energy-correction factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from caloreco.errors import ConfigError
+from caloreco.sparse import BatchNorm, Conv3d, CoordinateManager, ReLU, SparseTensor
+from caloreco.sparse import cat as sparse_cat
+from caloreco.sparse import to_points, to_voxels, voxelize
+from caloreco.sparse.functional import point_to_voxel
+
+#: Channel widths of SPVNAS's SPVCNN at cr = 1: stem, 4 encoder stages, 4 decoder stages.
+BASE_WIDTHS = (32, 32, 64, 128, 256, 256, 128, 96, 96)
+
+
+@dataclass(frozen=True)
+class SPVCNNConfig:
+    """Hyper-parameters of :class:`SPVCNN`.
+
+    Args:
+        in_features: per-hit input features ``F``.
+        cr: channel ratio scaling :data:`BASE_WIDTHS` (default 0.5).
+        coord_dim: clustering-space dimension ``D`` (default 5).
+        energy_head: also predict a per-hit energy-correction factor.
+        dropout: dropout on the voxelised features entering the decoder (SPVNAS: 0.3).
+        algorithm: sparse convolution algorithm in eager mode, ``"scatter"`` or
+            ``"gemm"`` (export always uses ``"gemm"``).
+    """
+
+    in_features: int
+    cr: float = 0.5
+    coord_dim: int = 5
+    energy_head: bool = False
+    dropout: float = 0.3
+    algorithm: str = "scatter"
+    widths: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.in_features < 1 or self.coord_dim < 1 or self.cr <= 0:
+            raise ConfigError(f"SPVCNN needs in_features >= 1, coord_dim >= 1 and cr > 0, got "
+                              f"{self.in_features}, {self.coord_dim}, {self.cr}")
+        if not self.widths:
+            object.__setattr__(self, "widths", tuple(max(4, int(round(w * self.cr)))
+                                                     for w in BASE_WIDTHS))
+        if len(self.widths) != 9:
+            raise ConfigError(f"widths must list 9 channel counts, got {self.widths}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+
+class ConvBlock(nn.Module):
+    """Sparse convolution -> batch norm -> ReLU (``transposed`` for the up path)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, *,
+                 transposed: bool = False, algorithm: str = "scatter") -> None:
+        super().__init__()
+        self.conv = Conv3d(cin, cout, kernel_size, stride, transposed=transposed,
+                           algorithm=algorithm)
+        self.bn = BatchNorm(cout)
+        self.act = ReLU(True)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3x3 submanifold convolutions with batch norm, plus a 1x1x1 projection
+    shortcut when the width changes: ``relu(bn(conv(relu(bn(conv(x))))) + proj(x))``."""
+
+    def __init__(self, cin: int, cout: int, *, algorithm: str = "scatter") -> None:
+        super().__init__()
+        self.conv1 = Conv3d(cin, cout, 3, algorithm=algorithm)
+        self.bn1 = BatchNorm(cout)
+        self.conv2 = Conv3d(cout, cout, 3, algorithm=algorithm)
+        self.bn2 = BatchNorm(cout)
+        self.act = ReLU(True)
+        self.proj = None if cin == cout else nn.ModuleList([Conv3d(cin, cout, 1, algorithm=algorithm),
+                                                             BatchNorm(cout)])
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        y = self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+        skip = x if self.proj is None else self.proj[1](self.proj[0](x))
+        return y.replace(torch.relu(y.feats + skip.feats))
+
+
+def _mlp(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, cout), nn.BatchNorm1d(cout), nn.ReLU(True))
+
+
+class SPVCNN(nn.Module):
+    """Sparse point-voxel CNN with an object-condensation head.
+
+    Args:
+        config: :class:`SPVCNNConfig`.
+
+    Shapes (N hits, F features, D = ``coord_dim``):
+        ``forward(feats [N, F], points [N, 3], batch [N])`` -> ``(coords [N, D],
+        beta [N])``, plus ``energy_factor [N]`` with ``energy_head``. ``points`` are
+        positions in voxel units (hit in voxel ``floor(points)``), ``batch`` the event
+        index of each hit.
+    """
+
+    def __init__(self, config: SPVCNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        cs, alg = config.widths, config.algorithm
+        self.stem = nn.Sequential(ConvBlock(config.in_features, cs[0], algorithm=alg),
+                                  ConvBlock(cs[0], cs[0], algorithm=alg))
+        self.down = nn.ModuleList()
+        for i in range(4):
+            self.down.append(nn.Sequential(
+                ConvBlock(cs[i], cs[i], 2, 2, algorithm=alg),
+                ResidualBlock(cs[i], cs[i + 1], algorithm=alg),
+                ResidualBlock(cs[i + 1], cs[i + 1], algorithm=alg)))
+        self.up_conv = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        skips = (cs[3], cs[2], cs[1], cs[0])
+        for i in range(4):
+            cin, cout = cs[4 + i], cs[5 + i]
+            self.up_conv.append(ConvBlock(cin, cout, 2, 2, transposed=True, algorithm=alg))
+            self.up_blocks.append(nn.Sequential(
+                ResidualBlock(cout + skips[i], cout, algorithm=alg),
+                ResidualBlock(cout, cout, algorithm=alg)))
+        self.point_mlps = nn.ModuleList([_mlp(cs[0], cs[4]), _mlp(cs[4], cs[6]),
+                                         _mlp(cs[6], cs[8])])
+        self.dropout = nn.Dropout(config.dropout)
+        n_out = config.coord_dim + 1 + int(config.energy_head)
+        self.head = nn.Sequential(nn.Linear(cs[8], cs[8]), nn.ReLU(True), nn.Linear(cs[8], n_out))
+
+    def prepare(self, points: Tensor, batch: Tensor) -> CoordinateManager:
+        """Voxelise the hits: the coordinate manager the network runs on (builds maps lazily)."""
+        mgr, _ = voxelize(points, batch)
+        return mgr
+
+    def build_maps(self, mgr: CoordinateManager) -> dict[str, Tensor]:
+        """Build every map :meth:`run` reads (the pre-processing step of an exported model).
+
+        Returns the manager's named tensors, the extra inputs of the exported network.
+        """
+        mgr.point_voxel(1)
+        mgr.submanifold(1, 3)
+        mgr.interpolation(1)
+        stride = 1
+        for _ in range(4):
+            mgr.down(stride, 2, 2)  # also builds the matching transposed map
+            stride *= 2
+            mgr.submanifold(stride, 3)
+        for s in (16, 4):  # point -> voxel -> point fusion at the bottleneck and mid-decoder
+            mgr.point_voxel(s)
+            mgr.interpolation(s)
+        return mgr.tensors()
+
+    def forward(self, feats: Tensor, points: Tensor, batch: Tensor) -> tuple[Tensor, ...]:
+        if feats.dim() != 2 or feats.shape[1] != self.config.in_features:
+            raise ConfigError(f"SPVCNN expects features [N, {self.config.in_features}], got "
+                              f"{tuple(feats.shape)}")
+        return self.run(feats, self.prepare(points, batch))
+
+    def run(self, feats: Tensor, mgr: CoordinateManager) -> tuple[Tensor, ...]:
+        """The network on prepared coordinates (the exportable part: gathers, matmuls,
+        ``index_add``)."""
+        x0 = SparseTensor(point_to_voxel(feats, mgr.point_voxel(1), mgr.n_voxels(1)), 1, mgr)
+        x0 = self.stem(x0)
+        z0 = to_points(x0)
+        x1 = self.down[0](to_voxels(z0, x0))
+        x2 = self.down[1](x1)
+        x3 = self.down[2](x2)
+        x4 = self.down[3](x3)
+        z1 = to_points(x4) + self.point_mlps[0](z0)
+        y = to_voxels(z1, x4)
+        y = y.replace(self.dropout(y.feats))
+        y = self.up_blocks[0](sparse_cat([self.up_conv[0](y), x3]))
+        y2 = self.up_blocks[1](sparse_cat([self.up_conv[1](y), x2]))
+        z2 = to_points(y2) + self.point_mlps[1](z1)
+        y = to_voxels(z2, y2)
+        y = y.replace(self.dropout(y.feats))
+        y = self.up_blocks[2](sparse_cat([self.up_conv[2](y), x1]))
+        y4 = self.up_blocks[3](sparse_cat([self.up_conv[3](y), x0]))
+        z3 = to_points(y4) + self.point_mlps[2](z2)
+        out = self.head(z3)
+        d = self.config.coord_dim
+        coords, beta = out[:, :d], torch.sigmoid(out[:, d])
+        if self.config.energy_head:
+            return coords, beta, torch.nn.functional.softplus(out[:, d + 1])
+        return coords, beta

@@ -1,0 +1,1 @@
+"""Deployment: export of trained networks (ONNX, TorchScript) and their pre-processing."""

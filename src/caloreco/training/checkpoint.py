@@ -1,0 +1,105 @@
+"""Checkpoints: model name and configuration, hit encoding, weights, training state.
+
+Files are written atomically and read with ``torch.load(weights_only=True)``: only tensors
+and plain Python containers are accepted, never pickled code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from caloreco.errors import ConfigError, InputFileError
+from caloreco.models.encoding import HitEncoding
+from caloreco.models.registry import build_model
+from caloreco.utils.atomic import atomic_path
+
+#: Format marker stored in every checkpoint.
+FORMAT = "caloreco-checkpoint-1"
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild a trained model (and, optionally, resume training)."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    encoding: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    clustering: dict[str, float] = field(default_factory=lambda: {"t_beta": 0.1, "t_d": 0.7})
+    training: dict[str, Any] = field(default_factory=dict)  # epoch, step, optimizer, ...
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, device: str | torch.device = "cpu") -> tuple[nn.Module, HitEncoding]:
+        """The model (eval mode, weights loaded) and its hit encoding."""
+        model = build_model(self.model_name, self.model_config)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint weights do not fit model '{self.model_name}' with "
+                              f"config {self.model_config}: {str(exc).splitlines()[0]}") from None
+        model.to(device).eval()
+        return model, HitEncoding(**self.encoding)
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, half: bool = False) -> Path:
+    """Write ``ckpt`` atomically; ``half`` stores float weights as float16 (shipping)."""
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in ckpt.state_dict.items()}
+    payload = {"format": FORMAT, "model_name": ckpt.model_name, "model_config": ckpt.model_config,
+               "encoding": ckpt.encoding, "state_dict": state, "clustering": ckpt.clustering,
+               "training": ckpt.training, "metrics": ckpt.metrics}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, expect_model: str | None = None,
+                    expect_config: dict[str, Any] | None = None) -> Checkpoint:
+    """Read a checkpoint file, or the ``last.pt``/``best.pt`` of a run directory.
+
+    Raises:
+        InputFileError: missing, unreadable or foreign file.
+        ConfigError: the checkpoint's model or configuration differs from what the caller
+            expects (e.g. resuming a run with other hyper-parameters).
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt", "model.pt"):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise InputFileError(path, "run directory holds no best.pt, last.pt or model.pt")
+    if not path.exists():
+        raise InputFileError(path, "checkpoint does not exist")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise InputFileError(path, f"not a readable checkpoint ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise InputFileError(path, f"not a caloreco checkpoint (format marker {FORMAT!r} missing)")
+    state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in raw["state_dict"].items()}
+    ckpt = Checkpoint(raw["model_name"], dict(raw["model_config"]), dict(raw["encoding"]), state,
+                      dict(raw.get("clustering", {})), dict(raw.get("training", {})),
+                      dict(raw.get("metrics", {})))
+    if expect_model is not None and ckpt.model_name != expect_model:
+        raise ConfigError(f"checkpoint {path} holds model '{ckpt.model_name}', not '{expect_model}'")
+    if expect_config is not None:
+        diff = {k: (ckpt.model_config.get(k), v) for k, v in expect_config.items()
+                if _norm(ckpt.model_config.get(k)) != _norm(v)}
+        if diff:
+            raise ConfigError(f"checkpoint {path} was made with another model configuration "
+                              f"(key: (checkpoint, requested)): {diff}")
+    return ckpt
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,305 @@
+"""Training loop for the object-condensation clustering models.
+
+A plain loop rather than Lightning: the only moving parts are an optimiser, a schedule,
+checkpoint/resume at step granularity and optional DDP, and keeping them explicit keeps
+checkpoints loadable with ``weights_only=True`` and the CPU path free of a framework's
+start-up cost. Per step: forward (autocast on CUDA), object condensation loss, backward,
+gradient-norm clipping, AdamW step, warm-up + cosine learning-rate schedule.
+
+Outputs in the run directory: ``last.pt`` (every ``checkpoint_every`` steps and at each
+epoch end; what ``--resume`` continues from), ``best.pt`` (best validation PQ),
+``metrics.csv`` (one row per logged step and per validation), ``tb/`` (TensorBoard) and
+``config.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from caloreco.errors import ConfigError
+from caloreco.models.encoding import HitEncoding
+from caloreco.models.registry import build_model
+from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from caloreco.training.data import EncodedEvents, ShardLocalSampler, collate
+from caloreco.utils.atomic import atomic_write_text
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (written to ``config.json``)."""
+
+    data: str
+    out: str
+    model: str = "spvcnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    encoding: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    clip_norm: float = 1.0
+    val_fraction: float = 0.1
+    val_events: int = 100  # validation events evaluated at each epoch end (at most)
+    max_train_events: int | None = None
+    device: str = "cpu"
+    amp: bool = True  # autocast (bfloat16) on CUDA
+    seed: int = 0
+    checkpoint_every: int = 100  # steps
+    log_every: int = 10  # steps
+    time_limit_min: float | None = None  # stop cleanly (checkpointed) after this long
+    q_min: float = 0.1
+    s_b: float = 1.0
+    t_beta: float = 0.1
+    t_d: float = 0.7
+    progress: bool = True
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of ``n`` events."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n - n_val < 1:
+        raise ConfigError(f"{n} events are too few to split off {n_val} for validation")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def warmup_cosine(total: int, warmup: int, floor: float = 0.01) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then a cosine from 1 down
+    to ``floor`` at step ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+class Trainer:
+    """Runs :class:`TrainConfig`; ``fit()`` returns the path of the best checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
+        from caloreco.losses.condensation import CondensationLoss
+
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.out = Path(cfg.out)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+        self.encoding = HitEncoding(**cfg.encoding)
+        opts = {"in_features": self.encoding.n_features, **cfg.model_options}
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, opts).to(self.device)
+        self.model_config = self.model.config.to_dict()
+        self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True)
+
+        full = EncodedEvents(cfg.data, self.encoding)
+        train_idx, val_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
+        if cfg.max_train_events:
+            train_idx = train_idx[: cfg.max_train_events]
+        self.train_set = EncodedEvents(cfg.data, self.encoding, train_idx)
+        self.val_set = EncodedEvents(cfg.data, self.encoding, val_idx[: cfg.val_events])
+        self.sampler = ShardLocalSampler(self.train_set, seed=cfg.seed, rank=rank,
+                                         num_replicas=world_size)
+        self.steps_per_epoch = max(1, len(self.sampler) // cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+        self.net: torch.nn.Module = self.model
+        if world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, warmup_cosine(self.total_steps, warmup=max(1, self.total_steps // 20)))
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_pq = -math.inf
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ state
+    def _checkpoint(self, metrics: dict[str, Any] | None = None) -> Checkpoint:
+        cfg = self.cfg
+        return Checkpoint(cfg.model, self.model_config, self.encoding.to_dict(),
+                          self.model.state_dict(),
+                          clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d},
+                          training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                                    "global_step": self.global_step, "best_pq": self.best_pq,
+                                    "optimizer": self.opt.state_dict(),
+                                    "scheduler": self.sched.state_dict(),
+                                    "rng_cpu": torch.get_rng_state(),
+                                    "rng_cuda": (torch.cuda.get_rng_state(self.device)
+                                                 if self.device.type == "cuda" else None),
+                                    "config": asdict(cfg)},
+                          metrics=metrics or {})
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.exists():
+            raise ConfigError(f"--resume: {path} does not exist (nothing to resume)")
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model, expect_config=self.model_config)
+        self.model.load_state_dict(ckpt.state_dict)
+        t = ckpt.training
+        self.opt.load_state_dict(t["optimizer"])
+        self.sched.load_state_dict(t["scheduler"])
+        self.epoch, self.step_in_epoch = int(t["epoch"]), int(t["step_in_epoch"])
+        self.global_step, self.best_pq = int(t["global_step"]), float(t["best_pq"])
+        torch.set_rng_state(t["rng_cpu"])  # dropout masks continue as without interruption
+        if t.get("rng_cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(t["rng_cuda"], self.device)
+
+    def _save_last(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self._checkpoint(), self.out / "last.pt")
+
+    # ------------------------------------------------------------------ loop
+    def _forward_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        amp = self.cfg.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            coords, beta = self.net(batch["features"], batch["points"], batch["batch"])[:2]
+        return self.loss_fn(beta.float(), coords.float(), batch["target"], batch["batch"],
+                            weights=batch["weight"])
+
+    def fit(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            atomic_write_text(self.out / "config.json", json.dumps(asdict(cfg), indent=2))
+        writer = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"))
+        t_start = time.monotonic()
+        stop = False
+        while self.epoch < cfg.epochs and not stop:
+            self.sampler.set_epoch(self.epoch)
+            order = self.sampler.order()[self.step_in_epoch * cfg.batch_size:]
+            # own generator: creating the loader must not consume the global RNG (dropout
+            # masks after a resume must match those of an uninterrupted run)
+            loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=order,
+                                collate_fn=collate, num_workers=0,
+                                generator=torch.Generator().manual_seed(cfg.seed))
+            self.model.train()
+            bar = None
+            if cfg.progress and self.rank == 0:
+                from tqdm import tqdm
+
+                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
+                           desc=f"epoch {self.epoch + 1}/{cfg.epochs}", mininterval=5.0)
+            running: dict[str, float] = {}
+            t_log = time.monotonic()
+            for batch in loader:
+                if self.step_in_epoch >= self.steps_per_epoch:
+                    break
+                batch = _to(batch, self.device)
+                terms = self._forward_loss(batch)
+                self.opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                if torch.isfinite(gnorm):
+                    self.opt.step()
+                self.sched.step()
+                self.step_in_epoch += 1
+                self.global_step += 1
+                for k, v in terms.items():
+                    running[k] = running.get(k, 0.0) + float(v.detach())
+                running["n"] = running.get("n", 0) + 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(terms['loss']):.3f}")
+                if self.global_step % cfg.log_every == 0 and self.rank == 0:
+                    n = running.pop("n")
+                    row = {"kind": "train", "epoch": self.epoch, "step": self.global_step,
+                           "lr": self.sched.get_last_lr()[0], "grad_norm": float(gnorm),
+                           "sec_per_step": (time.monotonic() - t_log) / n,
+                           **{k: v / n for k, v in running.items()}}
+                    running, t_log = {}, time.monotonic()
+                    self._log(row, writer)
+                    if on_log:
+                        on_log(row)
+                if self.global_step % cfg.checkpoint_every == 0:
+                    self._save_last()
+                if cfg.time_limit_min and time.monotonic() - t_start > 60 * cfg.time_limit_min:
+                    stop = True
+                    break
+            if bar is not None:
+                bar.close()
+            if stop:
+                self._save_last()
+                break
+            self.epoch += 1
+            self.step_in_epoch = 0
+            metrics = self.validate() if self.rank == 0 else {}
+            if self.rank == 0:
+                row = {"kind": "val", "epoch": self.epoch, "step": self.global_step, **metrics}
+                self._log(row, writer)
+                if on_log:
+                    on_log(row)
+                if metrics.get("pq", -1) > self.best_pq:
+                    self.best_pq = metrics["pq"]
+                    save_checkpoint(self._checkpoint(metrics), self.out / "best.pt")
+            self._save_last()
+        if writer is not None:
+            writer.close()
+        best = self.out / "best.pt"
+        return best if best.exists() else self.out / "last.pt"
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Loss, mIoU and PQ of the condensation clustering on the validation events."""
+        from caloreco.clustering.condensation import condensation_clustering
+        from caloreco.metrics import ClusteringEvaluator
+
+        self.model.eval()
+        ev = ClusteringEvaluator()
+        losses = []
+        for i in range(len(self.val_set)):
+            b = _to(collate([self.val_set[i]]), self.device)
+            coords, beta = self.model(b["features"], b["points"], b["batch"])[:2]
+            terms = self.loss_fn(beta.float(), coords.float(), b["target"], b["batch"],
+                                 weights=b["weight"])
+            losses.append(float(terms["loss"]))
+            pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
+                                           t_d=self.cfg.t_d)
+            ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
+        r = ev.result()
+        self.model.train()
+        return {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+                "pq": float(r["pq"]), "sq": float(r["sq"]), "rq": float(r["rq"]),
+                "miou": float(r["miou"]), "miou_weighted": float(r["miou_weighted"])}
+
+    def _log(self, row: dict[str, Any], writer: Any) -> None:
+        path = self.out / "metrics.csv"
+        fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
+                  "attractive", "repulsive", "coward", "noise", "val_loss", "pq", "sq", "rq",
+                  "miou", "miou_weighted"]
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if writer is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    writer.add_scalar(f"{row['kind']}/{k}", v, row["step"])

@@ -1,0 +1,134 @@
+"""Tests of object condensation inference against a plain Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import caloreco.clustering.condensation as cc
+from caloreco.clustering.condensation import cluster_summary, condensation_clustering
+from caloreco.errors import ConfigError, InvalidDataError
+
+
+def _reference_clustering(beta: np.ndarray, x: np.ndarray, batch: np.ndarray,
+                          t_beta: float, t_d: float) -> np.ndarray:
+    """The greedy algorithm hit by hit, one event at a time."""
+    out = np.full(len(beta), -1, dtype=np.int64)
+    for e in np.unique(batch):
+        hits = np.flatnonzero(batch == e)
+        k = 0
+        for c in sorted(hits.tolist(), key=lambda i: (-beta[i], i)):
+            if beta[c] <= t_beta:
+                break
+            if out[c] != -1:
+                continue
+            for j in hits:
+                if out[j] == -1 and np.sum((x[j] - x[c]) ** 2) <= np.float32(t_d) ** 2:
+                    out[j] = k
+            k += 1
+    return out
+
+
+def _random(seed: int, n: int, n_events: int, dim: int = 3
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    beta = torch.randint(0, 12, (n,), generator=g).float() / 12  # many ties
+    x = torch.rand(n, dim, generator=g) * 3
+    batch = torch.randint(0, n_events, (n,), generator=g)
+    return beta, x, batch
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference(seed: int) -> None:
+    beta, x, batch = _random(seed, 300, 1 + seed % 3)
+    for t_beta, t_d in [(0.1, 0.7), (0.5, 0.3), (0.05, 1.5)]:
+        got = condensation_clustering(beta, x, batch, t_beta=t_beta, t_d=t_d)
+        ref = _reference_clustering(beta.numpy(), x.numpy(), batch.numpy(), t_beta, t_d)
+        np.testing.assert_array_equal(got.numpy(), ref)
+
+
+def test_matches_reference_in_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cc, "_BLOCK_ELEMENTS", 64)  # many blocks and hit chunks
+    beta, x, batch = _random(42, 400, 3, dim=2)
+    got = condensation_clustering(beta, x, batch, t_beta=0.1, t_d=0.4)
+    ref = _reference_clustering(beta.numpy(), x.numpy(), batch.numpy(), 0.1, 0.4)
+    np.testing.assert_array_equal(got.numpy(), ref)
+
+
+@pytest.mark.parametrize("precision", ["highest", "medium"])
+def test_exact_on_the_boundary(precision: str) -> None:
+    """Grid hits at exactly t_d, far from the origin: the matrix product alone would err."""
+    g = torch.Generator().manual_seed(5)
+    grid = torch.randint(0, 8, (300, 2), generator=g).float() * 0.5 + 1000.0
+    beta = torch.randint(1, 6, (300,), generator=g).float() / 6
+    batch = torch.randint(0, 2, (300,), generator=g)
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        got = condensation_clustering(beta, grid, batch, t_beta=0.1, t_d=0.5)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    ref = _reference_clustering(beta.numpy(), grid.numpy(), batch.numpy(), 0.1, 0.5)
+    np.testing.assert_array_equal(got.numpy(), ref)
+
+
+def test_hand_example_and_id_order() -> None:
+    beta = torch.tensor([0.3, 0.9, 0.05, 0.8, 0.2, 0.95])
+    x = torch.tensor([[0.0], [0.5], [0.1], [5.0], [9.0], [5.3]])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    got = condensation_clustering(beta, x, batch, t_beta=0.1, t_d=0.7)
+    # event 0: hit 1 is the point, takes 0 and 2; event 1: hit 5 (0.95) then hit 4 (0.2)
+    assert got.tolist() == [0, 0, 0, 0, 1, 0]
+    # a candidate claimed by an earlier point is not a point, even if far from the rest
+    beta = torch.tensor([0.9, 0.5, 0.4])
+    x = torch.tensor([[0.0], [0.6], [1.2]])
+    assert condensation_clustering(beta, x, t_d=0.7).tolist() == [0, 0, 1]
+
+
+def test_noise_and_empty() -> None:
+    assert condensation_clustering(torch.full((4,), 0.05), torch.rand(4, 2)).tolist() == [-1] * 4
+    out = condensation_clustering(torch.zeros(0), torch.zeros(0, 3))
+    assert out.shape == (0,) and out.dtype == torch.int64
+
+
+def test_invalid_arguments() -> None:
+    beta, x = torch.rand(5), torch.rand(5, 2)
+    with pytest.raises(ConfigError, match="t_beta"):
+        condensation_clustering(beta, x, t_beta=1.0)
+    with pytest.raises(ConfigError, match="t_d"):
+        condensation_clustering(beta, x, t_d=0.0)
+    with pytest.raises(InvalidDataError, match=r"x must have shape \[N, D\].*\[4, 2\]"):
+        condensation_clustering(beta, torch.rand(4, 2))
+    with pytest.raises(InvalidDataError, match="batch"):
+        condensation_clustering(beta, x, torch.zeros(5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    beta, x, batch = _random(3, 2000, 4)
+    cpu = condensation_clustering(beta, x, batch)
+    gpu = condensation_clustering(beta.cuda(), x.cuda(), batch.cuda())
+    assert gpu.device.type == "cuda"
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+
+
+def test_cluster_summary() -> None:
+    cid = torch.tensor([0, 0, -1, 1, 0, 0])
+    energy = np.array([1.0, 3.0, 9.0, 2.0, 0.0, 0.0])
+    x = np.array([0.0, 4.0, 100.0, 7.0, 1.0, 3.0])
+    y = np.zeros(6)
+    z = np.arange(6.0)
+    batch = np.array([0, 0, 0, 0, 2, 2])
+    s = cluster_summary(cid, energy, x, y, z, batch)
+    assert s["event"].tolist() == [0, 0, 2]
+    assert s["cluster"].tolist() == [0, 1, 0]
+    np.testing.assert_allclose(s["energy"], [4.0, 2.0, 0.0])
+    np.testing.assert_allclose(s["x"], [3.0, 7.0, 2.0])  # zero energy: plain mean
+    np.testing.assert_allclose(s["z"], [0.75, 3.0, 4.5])
+    assert s["n_hits"].tolist() == [2, 1, 2]
+    empty = cluster_summary(np.full(3, -1), np.ones(3), np.ones(3), np.ones(3), np.ones(3))
+    assert all(len(v) == 0 for v in empty.values())
+    with pytest.raises(InvalidDataError, match="energy has 2 entries"):
+        cluster_summary(cid, energy[:2], x, y, z)

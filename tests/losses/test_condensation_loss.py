@@ -1,0 +1,201 @@
+"""Tests of the object condensation loss against ``object-condensation`` and by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from caloreco.errors import ConfigError, InvalidDataError
+from caloreco.losses import CondensationLoss, condensation_loss
+
+TERMS = ("attractive", "repulsive", "coward", "noise")
+
+
+def _event(n: int, n_obj: int, seed: int, dim: int = 3,
+           dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, ...]:
+    """Random event: beta, x, object_id in [-1, n_obj) (-1 noise), weights."""
+    g = torch.Generator().manual_seed(seed)
+    beta = torch.rand(n, generator=g, dtype=dtype) * 0.98 + 0.01
+    x = torch.randn(n, dim, generator=g, dtype=dtype)
+    oid = torch.randint(-1, n_obj, (n,), generator=g)
+    oid[0] = 0  # at least one object
+    w = torch.rand(n, generator=g, dtype=dtype) + 0.5
+    return beta, x, oid, w
+
+
+@pytest.mark.parametrize("n,n_obj", [(4, 2), (30, 4), (250, 12)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_object_condensation(n: int, n_obj: int, weighted: bool) -> None:
+    ref = pytest.importorskip("object_condensation.pytorch.losses")
+    for seed in range(3):
+        beta, x, oid, w = _event(n, n_obj, seed)
+        oid[1] = -1  # at least one noise hit
+        weights = w if weighted else None
+        ours = condensation_loss(beta, x, oid, weights=weights, q_min=0.3)
+        theirs = ref.condensation_loss(beta=beta, x=x, object_id=oid + 1, weights=weights,
+                                       q_min=0.3, noise_threshold=0)
+        for term in TERMS:
+            torch.testing.assert_close(ours[term], theirs[term], rtol=1e-5, atol=1e-8,
+                                       msg=f"{term}, n={n}, seed={seed}")
+
+
+def test_matches_object_condensation_float32() -> None:
+    ref = pytest.importorskip("object_condensation.pytorch.losses")
+    beta, x, oid, _ = _event(400, 10, 7, dtype=torch.float32)
+    ours = condensation_loss(beta, x, oid)
+    theirs = ref.condensation_loss(beta=beta, x=x, object_id=oid + 1, q_min=0.1,
+                                   noise_threshold=0)
+    for term in TERMS:
+        torch.testing.assert_close(ours[term], theirs[term], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_is_mean_of_events() -> None:
+    events = [_event(n, k, seed) for n, k, seed in [(10, 2, 1), (40, 5, 2), (25, 3, 3)]]
+    for e in events:
+        e[2][1] = -1
+    singles = [condensation_loss(b, x, o, weights=w) for b, x, o, w in events]
+    beta, x, oid, w = (torch.cat(t) for t in zip(*events))
+    batch = torch.cat([torch.full((len(e[0]),), i) for i, e in enumerate(events)])
+    batched = condensation_loss(beta, x, oid, batch, weights=w)
+    for term in (*TERMS, "loss"):
+        expected = torch.stack([s[term] for s in singles]).mean()
+        torch.testing.assert_close(batched[term], expected, rtol=1e-10, atol=0)
+    # hit order, event labels and per-event vs global ids do not matter
+    perm = torch.randperm(len(beta), generator=torch.Generator().manual_seed(0))
+    shuffled = condensation_loss(beta[perm], x[perm], oid[perm], batch[perm] * 7 + 3,
+                                 weights=w[perm])
+    global_ids = torch.where(oid >= 0, oid + 100 * batch, -1)
+    relabelled = condensation_loss(beta, x, global_ids, batch, weights=w)
+    for term in TERMS:
+        torch.testing.assert_close(shuffled[term], batched[term])
+        torch.testing.assert_close(relabelled[term], batched[term])
+
+
+def test_event_without_objects_or_noise() -> None:
+    b1, x1, o1, _ = _event(12, 3, 4)
+    o1[1] = -1
+    b2, x2 = torch.tensor([0.3, 0.6]).double(), torch.zeros(2, 3).double()
+    o2 = torch.tensor([-1, -1])  # event 1: noise only
+    b3, x3, o3, _ = _event(6, 2, 5)
+    o3.clamp_(min=0)  # event 2: no noise
+    beta, x, oid = torch.cat([b1, b2, b3]), torch.cat([x1, x2, x3]), torch.cat([o1, o2, o3])
+    batch = torch.tensor([0] * 12 + [1] * 2 + [2] * 6)
+    out = condensation_loss(beta, x, oid, batch)
+    s1, s3 = condensation_loss(b1, x1, o1), condensation_loss(b3, x3, o3)
+    for term in ("attractive", "repulsive", "coward"):
+        torch.testing.assert_close(out[term], (s1[term] + s3[term]) / 2)
+    torch.testing.assert_close(out["noise"], (s1["noise"] + b2.mean()) / 2)
+    assert s3["noise"] == 0
+
+
+def test_hand_computed_three_hits() -> None:
+    beta = torch.tensor([0.8, 0.5, 0.2], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.0], [0.6, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    oid = torch.tensor([0, 0, -1])
+    q = [math.atanh(b) ** 2 + 0.1 for b in (0.8, 0.5, 0.2)]
+    out = condensation_loss(beta, x, oid, q_min=0.1, s_b=2.0)
+    assert out["attractive"].item() == pytest.approx(q[1] * q[0] * 0.36 / 2)
+    assert out["repulsive"].item() == pytest.approx(q[2] * q[0] * (1 - 0.5) / 1)
+    assert out["coward"].item() == pytest.approx(0.2)
+    assert out["noise"].item() == pytest.approx(2.0 * 0.2)
+    assert out["loss"].item() == pytest.approx(sum(out[t].item() for t in TERMS))
+    # weights multiply the hit's potentials; the normalisation stays the hit count
+    w = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
+    out_w = condensation_loss(beta, x, oid, weights=w, q_min=0.1)
+    assert out_w["attractive"].item() == pytest.approx(3.0 * q[1] * q[0] * 0.36 / 2)
+    assert out_w["repulsive"].item() == pytest.approx(0.5 * q[2] * q[0] * 0.5)
+
+
+def test_weight_beta_and_object_norm() -> None:
+    beta = torch.tensor([0.9, 0.1, 0.6, 0.3, 0.5], dtype=torch.float64)
+    x = torch.zeros(5, 2, dtype=torch.float64)
+    oid = torch.tensor([0, 0, 1, 0, 0])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    w = torch.tensor([2.0, 2.0, 1.0, 4.0, 4.0], dtype=torch.float64)
+    # event 0: objects (0.9, W=2), (0.6, W=1); event 1: object (0.5, W=4)
+    out = condensation_loss(beta, x, oid, batch, weights=w, weight_beta=True)
+    expected = ((2 * 0.1 + 1 * 0.4) / 3 + 0.5) / 2
+    assert out["coward"].item() == pytest.approx(expected)
+    out = condensation_loss(beta, x, oid, batch, norm="object")
+    assert out["coward"].item() == pytest.approx((0.1 + 0.4 + 0.5) / 3)
+    out = condensation_loss(beta, x, oid, batch, weights=w, weight_beta=True, norm="object")
+    assert out["coward"].item() == pytest.approx((2 * 0.1 + 1 * 0.4 + 4 * 0.5) / 7)
+
+
+def test_gradients_finite_with_ties_and_coincident_hits() -> None:
+    beta = torch.tensor([0.7, 0.7, 0.4, 0.2, 0.9999999], dtype=torch.float64,
+                        requires_grad=True)
+    x = torch.tensor([[0.0, 0.0], [0.3, 0.1], [0.0, 0.0], [0.0, 0.0], [0.2, 0.2]],
+                     dtype=torch.float64, requires_grad=True)
+    oid = torch.tensor([0, 0, 1, -1, 1])
+    out = CondensationLoss()(beta, x, oid)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert torch.isfinite(beta.grad).all() and torch.isfinite(x.grad).all()
+
+
+def test_gradcheck() -> None:
+    beta, x, oid, w = _event(12, 3, 11, dim=2)
+    beta.requires_grad_(True)
+    x.requires_grad_(True)
+
+    def f(b: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return condensation_loss(b, xx, oid, weights=w)["loss"]
+
+    assert torch.autograd.gradcheck(f, (beta, x))
+
+
+def test_degenerate_inputs() -> None:
+    # only noise: finite, object terms zero, gradient flows
+    beta = torch.tensor([0.2, 0.4], requires_grad=True)
+    out = condensation_loss(beta, torch.zeros(2, 3), torch.tensor([-1, -5]))
+    assert out["attractive"] == 0 and out["coward"] == 0
+    assert out["noise"].item() == pytest.approx(0.3)
+    out["loss"].backward()
+    assert torch.isfinite(beta.grad).all()
+    # no noise, one-hit objects: attractive 0, noise 0
+    beta = torch.tensor([0.5, 0.6, 0.7])
+    x = torch.tensor([[0.0], [0.5], [3.0]])
+    out = condensation_loss(beta, x, torch.tensor([0, 1, 2]))
+    assert out["attractive"] == 0 and out["noise"] == 0
+    assert all(torch.isfinite(v) for v in out.values())
+    # empty input: zeros attached to the graph
+    beta = torch.zeros(0, requires_grad=True)
+    out = condensation_loss(beta, torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64))
+    assert out["loss"] == 0
+    out["loss"].backward()
+
+
+def test_invalid_arguments() -> None:
+    beta, x, oid = torch.rand(4), torch.rand(4, 2), torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(InvalidDataError, match=r"x must have shape \[N, D\].*\[5, 2\]"):
+        condensation_loss(beta, torch.rand(5, 2), oid)
+    with pytest.raises(InvalidDataError, match="object_id"):
+        condensation_loss(beta, x, oid[:3])
+    with pytest.raises(InvalidDataError, match="batch"):
+        condensation_loss(beta, x, oid, torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(InvalidDataError, match="weights"):
+        condensation_loss(beta, x, oid, weights=torch.ones(2))
+    with pytest.raises(InvalidDataError, match="object_id must be an integer"):
+        condensation_loss(beta, x, oid.float())
+    with pytest.raises(ConfigError, match="q_min"):
+        condensation_loss(beta, x, oid, q_min=0.0)
+    with pytest.raises(ConfigError, match="norm"):
+        condensation_loss(beta, x, oid, norm="hits")
+    with pytest.raises(ConfigError, match="repulsive"):
+        CondensationLoss(repulsive=-1.0)
+
+
+def test_module_weights_terms() -> None:
+    beta, x, oid, w = _event(30, 4, 2)
+    terms = condensation_loss(beta, x, oid, weights=w, q_min=0.2, s_b=0.5)
+    module = CondensationLoss(q_min=0.2, s_b=0.5, attractive=2.0, repulsive=0.5, beta=3.0,
+                              noise=0.0)
+    out = module(beta, x, oid, weights=w)
+    expected = (2 * terms["attractive"] + 0.5 * terms["repulsive"] + 3 * terms["coward"])
+    torch.testing.assert_close(out["loss"], expected)
+    for term in TERMS:
+        torch.testing.assert_close(out[term], terms[term])
+    assert "q_min=0.2" in repr(module)

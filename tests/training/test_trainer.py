@@ -1,0 +1,87 @@
+"""Training loop: runs, logs, checkpoints, resumes after an interruption, refuses mismatches."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from caloreco.errors import ConfigError, InputFileError
+from caloreco.training.checkpoint import load_checkpoint
+from caloreco.training.trainer import Trainer, TrainConfig
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), model_options={"cr": 0.125}, epochs=2,
+                val_fraction=0.2, val_events=1, checkpoint_every=2, log_every=1,
+                progress=False, lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_train_logs_checkpoints_and_learns(dtau_dataset, tmp_path):
+    trainer = Trainer(_cfg(dtau_dataset, tmp_path / "run", epochs=3))
+    losses = []
+    best = trainer.fit(on_log=lambda r: losses.append(r["loss"]) if r["kind"] == "train" else None)
+    first = losses[0]
+    assert best.exists() and (tmp_path / "run" / "last.pt").exists()
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert {r["kind"] for r in rows} == {"train", "val"}
+    assert sum(r["kind"] == "val" for r in rows) == 3
+    assert any((tmp_path / "run" / "tb").iterdir())
+    assert min(losses[-4:]) < first  # the loss goes down on 5 events seen 3 times
+    ckpt = load_checkpoint(tmp_path / "run")  # a run directory resolves to best.pt
+    assert ckpt.model_name == "spvcnn" and ckpt.model_config["cr"] == 0.125
+    assert "pq" in ckpt.metrics and 1 <= ckpt.training["epoch"] <= 3
+    assert load_checkpoint(tmp_path / "run" / "last.pt").training["epoch"] == 3
+
+
+def test_resume_after_interruption_continues_where_it_stopped(dtau_dataset, tmp_path):
+    torch.manual_seed(0)
+    ref = Trainer(_cfg(dtau_dataset, tmp_path / "ref"))
+    ref.fit()
+
+    run = tmp_path / "run"
+    trainer = Trainer(_cfg(dtau_dataset, run))
+
+    def stop_at_step_3(row):
+        if row["kind"] == "train" and row["step"] == 3:
+            raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        trainer.fit(on_log=stop_at_step_3)
+    saved = load_checkpoint(run / "last.pt")
+    assert saved.training["global_step"] == 2  # last checkpoint before the "crash"
+    resumed = Trainer(_cfg(dtau_dataset, run), resume=True)
+    assert resumed.global_step == 2 and resumed.epoch == 0 and resumed.step_in_epoch == 2
+    resumed.fit()
+    assert resumed.global_step == ref.global_step
+    # same data order and optimiser state: the resumed run ends where the uninterrupted did
+    for (name, a), b in zip(ref.model.state_dict().items(), resumed.model.state_dict().values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_resume_refuses_other_config_and_missing_run(dtau_dataset, tmp_path):
+    Trainer(_cfg(dtau_dataset, tmp_path / "run", epochs=1)).fit()
+    with pytest.raises(ConfigError, match="another model configuration"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "run", model_options={"cr": 0.25}), resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "empty"), resume=True)
+
+
+def test_checkpoint_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputFileError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"some": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(InputFileError, match="not a caloreco checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(InputFileError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
