@@ -10,7 +10,7 @@ import pytest
 from caloreco.__main__ import entry
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-COMMANDS = ["simulate", "convert", "display", "geometry", "validate", "demo"]
+COMMANDS = ["simulate", "convert", "display", "geometry", "validate", "demo", "train", "cluster", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

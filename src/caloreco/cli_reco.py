@@ -92,7 +92,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- export
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:  # noqa: C901
     import numpy as np
     import torch
 
@@ -123,6 +123,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {ckpt.model_name} ({args.format}) -> {out}; inputs: features + "
           f"{len(frozen.names)} pre-processed maps ({', '.join(frozen.names[:3])}, ...)")
     return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from caloreco.evaluation.methods import make_methods
+    from caloreco.evaluation.report import evaluate
+
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    models = {"spvcnn": args.spvcnn_model, "gravnet": args.gravnet_model}
+    models = {k: v for k, v in models.items() if k in names}
+    methods = make_methods(names, models=models, device=args.device)
+    command = "caloreco " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
+    summary = evaluate(args.data, methods, args.out, max_events=args.max_events,
+                       scan=not args.no_scan, displays=args.displays, command=command)
+    print((Path(args.out) / "report.md").read_text().split("\n\n## ")[0] if args.print else
+          f"report -> {Path(args.out) / 'report.md'}")
+    return 0 if summary else 1
 
 
 def add_commands(sub: Any) -> None:
@@ -159,6 +179,22 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--t-beta", type=float, default=None, help="condensation threshold (default: model's)")
     c.add_argument("--t-d", type=float, default=None, help="cluster radius in clustering space")
     c.set_defaults(func=cmd_cluster)
+
+    v = sub.add_parser("evaluate", help="compare clustering methods on the same events",
+                       description="Run every method on the same events and write report.md/json "
+                                   "(mIoU, SQ, RQ, PQ, response per type, events/s) and plots.")
+    v.add_argument("--data", required=True, help="directory of Parquet shards, or one shard")
+    v.add_argument("--methods", default="spvcnn,clue", help="comma list of spvcnn, gravnet, clue, "
+                                                            "pf, truth (default spvcnn,clue)")
+    v.add_argument("--out", required=True)
+    v.add_argument("--spvcnn-model", default=None, help="SPVCNN checkpoint (default: shipped)")
+    v.add_argument("--gravnet-model", default=None, help="GravNet checkpoint (default: shipped)")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--max-events", type=_positive_int, default=None)
+    v.add_argument("--displays", type=int, default=2, help="events drawn per method (default 2)")
+    v.add_argument("--no-scan", action="store_true", help="skip the t_beta x t_d scan")
+    v.add_argument("--print", action="store_true", help="print the report table")
+    v.set_defaults(func=cmd_evaluate, argv=None)
 
     e = sub.add_parser("export", help="export a trained network to ONNX or TorchScript",
                        description="Export the network part of a trained model; the pre-processing "

@@ -22,15 +22,15 @@ from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
 from caloreco.models.encoding import HitEncoding
 
-#: File name of the shipped pretrained SPVCNN (HGCAL dtau preset) inside the package.
-PRETRAINED = "spvcnn_dtau.pt"
+#: File name pattern of the shipped pretrained models (HGCAL dtau preset) in the package.
+PRETRAINED = "{model}_dtau.pt"
 
 
-def pretrained_path() -> Path:
-    """Path of the shipped pretrained model."""
-    path = Path(str(resources.files("caloreco") / "pretrained" / PRETRAINED))
+def pretrained_path(model: str = "spvcnn") -> Path:
+    """Path of the shipped pretrained ``model`` (``"spvcnn"`` or ``"gravnet"``)."""
+    path = Path(str(resources.files("caloreco") / "pretrained" / PRETRAINED.format(model=model)))
     if not path.exists():
-        raise InputFileError(path, "the shipped pretrained model is missing from the package")
+        raise InputFileError(path, f"no shipped pretrained {model} model in the package")
     return path
 
 
@@ -81,11 +81,12 @@ class ModelClusterer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu",
-                        t_beta: float | None = None, t_d: float | None = None) -> "ModelClusterer":
-        """Load a checkpoint file or run directory (default: the shipped model)."""
+                        t_beta: float | None = None, t_d: float | None = None,
+                        shipped: str = "spvcnn") -> "ModelClusterer":
+        """Load a checkpoint file or run directory (default: the shipped ``shipped`` model)."""
         from caloreco.training.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(pretrained_path() if path is None else path)
+        ckpt = load_checkpoint(pretrained_path(shipped) if path is None else path)
         model, encoding = ckpt.build(device)
         return cls(model, encoding, device=device,
                    t_beta=ckpt.clustering.get("t_beta", 0.1) if t_beta is None else t_beta,

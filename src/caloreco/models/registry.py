@@ -20,7 +20,13 @@ def _spvcnn() -> tuple[type, type]:
     return SPVCNN, SPVCNNConfig
 
 
-_MODELS = {"spvcnn": _spvcnn}
+def _gravnet() -> tuple[type, type]:
+    from caloreco.models.gravnet import GravNetConfig, GravNetModel
+
+    return GravNetModel, GravNetConfig
+
+
+_MODELS = {"spvcnn": _spvcnn, "gravnet": _gravnet}
 
 
 def model_names() -> list[str]:

@@ -82,8 +82,9 @@ def load_checkpoint(path: str | Path, *, expect_model: str | None = None,
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise InputFileError(path, f"not a readable checkpoint ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputFileError(path, f"not a readable checkpoint ({type(exc).__name__}: a "
+                                   f"truncated file, or not written by torch.save of tensors "
+                                   f"and plain containers)") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise InputFileError(path, f"not a caloreco checkpoint (format marker {FORMAT!r} missing)")
     state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in raw["state_dict"].items()}
@@ -103,3 +104,15 @@ def load_checkpoint(path: str | Path, *, expect_model: str | None = None,
 
 def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
+
+
+def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | None = None) -> Path:
+    """Write a deployable copy of a checkpoint: float16 weights, no optimiser state.
+
+    The training record keeps only its summary (epoch, steps, configuration) plus ``note``
+    (e.g. the held-out scores of the model).
+    """
+    ckpt = load_checkpoint(src)
+    keep = {k: v for k, v in ckpt.training.items() if k in ("epoch", "global_step", "config")}
+    ckpt.training = {**keep, **(note or {})}
+    return save_checkpoint(ckpt, dst, half=True)

@@ -1,0 +1,258 @@
+"""SPVCNN inference and training throughput versus hits per event, split by stage.
+
+Events of 1k, 5k, 20k and 100k hits are made from simulated dtau events (sub-sampled or
+overlaid, so the voxel occupancy is that of real events). For each size and device:
+
+* prepare: hit encoding + voxelisation + every kernel and point map (``build_maps``),
+* network: the SPVCNN forward on the prepared maps,
+* clustering: condensation clustering (t_beta 0.1, t_d 0.7),
+
+with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) at 5k and
+20k hits. Baselines measured in the same run: dense float32 matmul throughput (GFLOP/s),
+against which the network's arithmetic (counted per layer from the kernel maps) gives the
+distance to the arithmetic floor, and one 3x3x3 submanifold layer, ours (gather-scatter
+and gather-GEMM) against spconv on one CPU thread (where it is correct) when installed.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_spvcnn.py [--model CKPT] [--device cuda]
+[--sizes 1000,5000,20000,100000] [--repeat 3] [--json out.json]``. Quiet machines only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+import caloreco.sparse.functional as sfn
+from caloreco.clustering.condensation import condensation_clustering
+from caloreco.data.event import Event
+from caloreco.models.encoding import HitEncoding
+from caloreco.models.registry import build_model
+from caloreco.simulation.production import DatasetSpec, simulate_range
+from caloreco.training.data import cluster_weights
+
+
+def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:
+    """Hit columns of an event with ``n_hits`` hits, sub-sampled from / overlaid of dtau events."""
+    rng = np.random.default_rng(seed)
+    cols = ("energy", "x", "y", "z", "layer", "time", "cell_type", "truth_cluster")
+    pool: dict[str, list[np.ndarray]] = {c: [] for c in cols}
+    total, k = 0, 0
+    while total < n_hits:
+        ev = base[k % len(base)]
+        shift = 0 if k == 0 else 1000 * k  # keep truth ids distinct across overlaid events
+        for c in cols:
+            v = ev.hits[c]
+            pool[c].append(np.where(v >= 0, v + shift, v) if c == "truth_cluster" else v)
+        total += ev.n_hits
+        k += 1
+    hits = {c: np.concatenate(v) for c, v in pool.items()}
+    keep = np.sort(rng.choice(total, n_hits, replace=False))
+    return {c: v[keep] for c, v in hits.items()}
+
+
+class FlopCounter:
+    """Counts multiply-adds of sparse convolutions (pairs that exist) and linear layers."""
+
+    def __init__(self) -> None:
+        self.sparse = 0.0
+        self.gemm = 0.0  # what the gather-GEMM form computes (all K offsets per output)
+        self.dense = 0.0
+
+    @contextmanager
+    def count(self, model: torch.nn.Module) -> Iterator["FlopCounter"]:
+        orig = sfn.sparse_conv
+
+        def counting(feats, kmap, weight, *, algorithm="scatter"):  # type: ignore[no-untyped-def]
+            vol, cin, cout = weight.shape
+            if kmap.parent is not None:
+                pairs, rows = kmap.parent.numel(), kmap.parent.numel()
+            else:
+                pairs, rows = int((kmap.nbr < feats.shape[0]).sum()), kmap.nbr.shape[0] * vol
+            self.sparse += 2.0 * pairs * cin * cout
+            self.gemm += 2.0 * rows * cin * cout
+            return orig(feats, kmap, weight, algorithm=algorithm)
+
+        hooks = []
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                hooks.append(m.register_forward_hook(
+                    lambda mod, inp, out: setattr(self, "dense", self.dense + 2.0 * inp[0].shape[0]
+                                                  * mod.in_features * mod.out_features)))
+            if hasattr(m, "weight") and m.__class__.__name__ == "Conv3d" and m.kernel_size == 1:
+                hooks.append(m.register_forward_hook(
+                    lambda mod, inp, out: setattr(self, "dense", self.dense + 2.0 * inp[0].feats.shape[0]
+                                                  * mod.in_channels * mod.out_channels)))
+        import caloreco.sparse.nn as snn
+
+        snn.F.sparse_conv = counting
+        try:
+            yield self
+        finally:
+            snn.F.sparse_conv = orig
+            for h in hooks:
+                h.remove()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeat: int) -> tuple[float, Any]:  # type: ignore[no-untyped-def]
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def matmul_gflops(device: torch.device, n: int = 1024, repeat: int = 5) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    dt, _ = timed(lambda: a @ b, device, repeat)
+    return 2 * n ** 3 / dt / 1e9
+
+
+def bench_layer(hits: dict[str, np.ndarray], enc: HitEncoding, channels: int, repeat: int) -> dict[str, float]:
+    """One 3x3x3 submanifold layer on the stride-1 voxels, ours vs spconv (1 thread)."""
+    from caloreco.sparse import Conv3d, SparseTensor, voxelize
+    from caloreco.sparse.spconv_backend import SpconvConv3d, spconv_available
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pts = torch.from_numpy(enc.points(hits))
+        mgr, _ = voxelize(pts, torch.zeros(len(pts), dtype=torch.long))
+        x = SparseTensor(torch.randn(mgr.n_voxels(1), channels), 1, mgr)
+        out: dict[str, float] = {"voxels": mgr.n_voxels(1)}
+        t_map, _ = timed(lambda: __import__("caloreco.sparse.kernel_map", fromlist=["x"]).submanifold_map(
+            mgr.coords(1), mgr.keys(1), 1, 3), torch.device("cpu"), repeat)
+        out["kernel_map_ms"] = 1e3 * t_map
+        conv = Conv3d(channels, channels, 3)
+        with torch.no_grad():
+            conv(x)
+            for alg in ("scatter", "gemm"):
+                conv.algorithm = alg
+                out[f"ours_{alg}_ms"] = 1e3 * timed(lambda: conv(x), torch.device("cpu"), repeat)[0]
+            if spconv_available():
+                sp = SpconvConv3d(channels, channels, 3)
+                sp.load_caloreco_weight(conv.weight)
+                sp(x)
+                out["spconv_1thread_ms"] = 1e3 * timed(lambda: sp(x), torch.device("cpu"), repeat)[0]
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=None, help="checkpoint (default: untrained SPVCNN, cr 0.5)")
+    p.add_argument("--cr", type=float, default=0.5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sizes", default="1000,5000,20000,100000")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--train-sizes", default="5000,20000")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    enc = HitEncoding()
+    if args.model:
+        from caloreco.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.model)
+        model, enc = ckpt.build(device)
+        label = f"{args.model} (cr {ckpt.model_config.get('cr')})"
+    else:
+        model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device).eval()
+        label = f"untrained SPVCNN cr {args.cr}"
+    base = simulate_range(DatasetSpec(preset="dtau", n_events=12, seed=4242), 0, 12)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    gflops = matmul_gflops(device)
+    print(f"model: {label}; device {device}; torch threads {torch.get_num_threads()}")
+    print(f"baseline: dense 1024^2 float32 matmul {gflops:.1f} GFLOP/s")
+    results: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
+                               "model": label, "matmul_gflops": gflops, "inference": [],
+                               "training": [], "layer": None}
+    print(f"{'hits':>7} {'voxels':>7} {'prepare ms':>10} {'network ms':>10} {'cluster ms':>10} "
+          f"{'total ms':>9} {'events/s':>8} {'Mhits/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'% of matmul':>11}")
+    for n in sizes:
+        hits = make_event(base, n, n)
+        feats = torch.from_numpy(enc.features(hits)).to(device)
+        pts = torch.from_numpy(enc.points(hits)).to(device)
+        batch = torch.zeros(n, dtype=torch.long, device=device)
+        with torch.no_grad():
+            def prep():
+                f = torch.from_numpy(enc.features(hits)).to(device)
+                mgr = model.prepare(torch.from_numpy(enc.points(hits)).to(device), batch)
+                model.build_maps(mgr)
+                return f, mgr
+
+            t_prep, (f, mgr) = timed(prep, device, args.repeat)
+            model.run(f, mgr)  # warm-up (pair lists are cached per manager, as in real use)
+            t_net, out = timed(lambda: model.run(f, mgr), device, args.repeat)
+            coords, beta = out[0], out[1]
+            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, t_beta=0.1, t_d=0.7),
+                            device, args.repeat)
+            counter = FlopCounter()
+            with counter.count(model):
+                model.run(f, model.prepare(pts, batch))
+        total = t_prep + t_net + t_cl
+        flops = counter.sparse + counter.dense
+        row = {"hits": n, "voxels": mgr.n_voxels(1), "prepare_ms": 1e3 * t_prep,
+               "network_ms": 1e3 * t_net, "clustering_ms": 1e3 * t_cl, "events_per_s": 1 / total,
+               "hits_per_s": n / total, "gflop": flops / 1e9, "gflop_gemm_form": (counter.gemm + counter.dense) / 1e9,
+               "network_gflops": flops / t_net / 1e9}
+        results["inference"].append(row)
+        print(f"{n:>7} {row['voxels']:>7} {row['prepare_ms']:>10.1f} {row['network_ms']:>10.1f} "
+              f"{row['clustering_ms']:>10.1f} {1e3 * total:>9.1f} {row['events_per_s']:>8.2f} "
+              f"{n / total / 1e6:>8.3f} {row['gflop']:>7.2f} {row['network_gflops']:>8.1f} "
+              f"{100 * row['network_gflops'] / gflops:>10.0f}%")
+    from caloreco.losses.condensation import CondensationLoss
+
+    loss_fn = CondensationLoss(weight_beta=True)
+    train_model = build_model("spvcnn", model.config.to_dict()).to(device).train()
+    opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
+    for n in [int(s) for s in args.train_sizes.split(",") if s]:
+        hits = make_event(base, n, n + 1)
+        f = torch.from_numpy(enc.features(hits)).to(device)
+        pts = torch.from_numpy(enc.points(hits)).to(device)
+        tgt = torch.from_numpy(hits["truth_cluster"].astype(np.int64)).to(device)
+        w = torch.from_numpy(cluster_weights(hits["truth_cluster"], hits["energy"].astype(np.float64))).to(device)
+        batch = torch.zeros(n, dtype=torch.long, device=device)
+
+        def step():
+            coords, beta = train_model(f, pts, batch)[:2]
+            loss = loss_fn(beta, coords, tgt, batch, weights=w)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        step()
+        dt, _ = timed(step, device, args.repeat)
+        results["training"].append({"hits": n, "step_s": dt, "steps_per_s": 1 / dt})
+        print(f"training step at {n} hits: {dt:.3f} s ({1 / dt:.2f} steps/s)")
+    if device.type == "cpu":
+        layer = bench_layer(make_event(base, 20000, 7), enc, 32, args.repeat)
+        results["layer"] = layer
+        sp = f", spconv (1 thread) {layer['spconv_1thread_ms']:.1f} ms" if "spconv_1thread_ms" in layer else ", spconv not installed"
+        print(f"one SubM 3x3x3 32->32 layer on {layer['voxels']} voxels (1 thread): kernel map "
+              f"{layer['kernel_map_ms']:.1f} ms; ours gather-scatter {layer['ours_scatter_ms']:.1f} ms, "
+              f"gather-GEMM {layer['ours_gemm_ms']:.1f} ms{sp}")
+    if args.json:
+        from caloreco.utils.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""train / cluster / export from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from caloreco.__main__ import entry
+from caloreco.data.parquet import read_events
+from caloreco.data.predictions import read_predictions
+
+
+def test_cluster_with_the_shipped_model_keeps_event_and_hit_order(dtau_dataset, tmp_path, capsys):
+    out = tmp_path / "clusters"
+    assert entry(["cluster", "--data", str(dtau_dataset), "--out", str(out)]) == 0
+    assert "events/s" in capsys.readouterr().out
+    summary = json.loads((out / "clusters.json").read_text())
+    assert summary["n_events"] == 6
+    for shard in sorted(dtau_dataset.glob("*.parquet")):
+        events, rows = read_events(shard), read_predictions(out / shard.name)
+        assert [e.event_id for e in events] == [r["event_id"] for r in rows]
+        for e, r in zip(events, rows):
+            assert len(r["cluster_id"]) == e.n_hits and len(r["beta"]) == e.n_hits
+            assert r["cluster_id"].min() >= -1 and ((r["beta"] >= 0) & (r["beta"] <= 1)).all()
+            ids = np.unique(r["cluster_id"][r["cluster_id"] >= 0])
+            assert np.array_equal(r["clusters"]["cluster_id"], ids)
+            sel = r["cluster_id"] >= 0
+            np.testing.assert_allclose(r["clusters"]["energy"].sum(), e.hits["energy"][sel].sum(),
+                                       rtol=1e-4)
+            assert r["clusters"]["n_hits"].sum() == sel.sum()
+
+
+def test_train_then_cluster_with_the_run_and_resume(dtau_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(dtau_dataset), "--out", str(run), "--epochs", "1",
+            "--cr", "0.125", "--val-events", "1", "--no-progress"]
+    assert entry(args) == 0
+    assert (run / "best.pt").exists() and (run / "metrics.csv").exists()
+    assert "best checkpoint" in capsys.readouterr().out
+    assert entry(args + ["--resume"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert entry(["cluster", "--data", str(dtau_dataset), "--model", str(run), "--out",
+                  str(tmp_path / "c"), "--t-d", "0.5"]) == 0
+    assert json.loads((tmp_path / "c" / "clusters.json").read_text())["t_d"] == 0.5
+
+
+def test_export_torchscript(tmp_path, capsys):
+    out = tmp_path / "net.pt"
+    assert entry(["export", "--format", "torchscript", "--out", str(out)]) == 0
+    assert "pre-processed maps" in capsys.readouterr().out
+    assert isinstance(torch.jit.load(str(out)), torch.jit.ScriptModule)
+
+
+def test_reco_user_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    assert entry(["cluster", "--data", str(tmp_path), "--model", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: not a readable checkpoint") and "bad.pt" in err
+    assert "Traceback" not in err
+    assert entry(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
