@@ -26,6 +26,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulation.py
 	$(PY) benchmarks/bench_geometry.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_spvcnn.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_clue.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -184,34 +184,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_clustering(out: Path, args: argparse.Namespace) -> None:
-    """Cluster the demo events with the shipped SPVCNN (``caloreco cluster``), then score
-    the written predictions: mIoU, PQ and events/s."""
+    """Cluster the demo events with the shipped SPVCNN (``caloreco cluster``), then compare
+    the shipped networks and CLUE on them (``caloreco evaluate``) and print the table."""
     from caloreco.cli_reco import cmd_cluster
-    from caloreco.data.dataset import _shard_paths
-    from caloreco.data.parquet import read_events
-    from caloreco.data.predictions import read_predictions
-    from caloreco.display.comparison import write_comparison_png
-    from caloreco.metrics import ClusteringEvaluator
+    from caloreco.clustering.model_clustering import pretrained_path
+    from caloreco.evaluation.methods import make_methods
+    from caloreco.evaluation.report import evaluate
+    from caloreco.errors import InputFileError
 
     cmd_cluster(argparse.Namespace(data=str(out / "data"), model=None, out=str(out / "clusters"),
                                    device="cpu", batch_size=1, t_beta=None, t_d=None))
-    ev = ClusteringEvaluator()
-    first = None
-    for shard in _shard_paths(out / "data"):
-        for e, p in zip(read_events(shard), read_predictions(out / "clusters" / shard.name)):
-            ev.add(e.hits["truth_cluster"], p["cluster_id"], e.hits["energy"],
-                   truth_types=e.clusters["type"], truth_energy=e.clusters["energy"])
-            if first is None:
-                first = (e, p["cluster_id"])
-    r = ev.result()
-    info = json.loads((out / "clusters" / "clusters.json").read_text())
-    assert first is not None
-    write_comparison_png(first[0], first[1], out / "event0-spvcnn.png", title="SPVCNN")
-    print(f"[demo] SPVCNN (shipped model) on {r['n_events']} held-out events: mIoU {r['miou']:.3f} "
-          f"(energy-weighted {r['miou_weighted']:.3f}), PQ {r['pq']:.3f} (SQ {r['sq']:.3f}, RQ "
-          f"{r['rq']:.3f}); {info['n_events'] / info['seconds']:.1f} events/s on "
-          f"{torch_threads()} CPU thread(s)")
-    print(f"[demo] truth vs SPVCNN clusters -> {out / 'event0-spvcnn.png'}")
+    names = ["spvcnn"]
+    try:
+        pretrained_path("gravnet")
+        names.append("gravnet")
+    except InputFileError:
+        pass
+    names.append("clue")
+    command = (f"caloreco evaluate --data {out / 'data'} --methods {','.join(names)} "
+               f"--out {out / 'evaluation'}")
+    summary = evaluate(out / "data", make_methods(names), out / "evaluation", displays=1,
+                       command=command)
+    table = (out / "evaluation" / "report.md").read_text()
+    start = table.find("| method")
+    print("[demo] clustering on the held-out events (shipped models; "
+          f"{summary.get('n_events', '?')} events):")
+    print(table[start:table.find("\n\n", start)] if start >= 0 else table)
+    print(f"[demo] report, plots and truth-vs-prediction displays -> {out / 'evaluation'}")
 
 
 def torch_threads() -> int:

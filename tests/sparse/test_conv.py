@@ -188,3 +188,20 @@ def test_bad_inputs_are_reported():
         Conv3d(4, 2)(SparseTensor(torch.zeros(1, 3), 1, CoordinateManager(torch.zeros(1, 4, dtype=torch.long))))
     with pytest.raises(CalorecoError, match="stride > 1"):
         Conv3d(2, 2, transposed=True)
+
+
+@pytest.mark.parametrize("shift", [0, 2, 65530])
+def test_offset_lookup_matches_full_lookup_at_grid_edges(shift):
+    """The additive-key fast path and the re-packing fallback (near 0 and 2**16) agree."""
+    from caloreco.sparse.coords import SortedKeys
+
+    coords = random_sites(11, density=0.4)
+    coords[:, 1:] += shift - 3
+    coords = coords[(coords[:, 1:] < 2 ** 16).all(1)]
+    keys = SortedKeys(coords)
+    offs = kernel_offsets(5) * 2
+    fast = keys.lookup_offsets(coords, offs)
+    full = torch.zeros(len(coords), len(offs), 4, dtype=torch.long)
+    full[..., 1:] = offs
+    torch.testing.assert_close(fast, keys.lookup(coords[:, None, :] + full))
+    assert (fast < len(coords)).any() and (fast == len(coords)).any()

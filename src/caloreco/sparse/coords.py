@@ -69,7 +69,27 @@ class SortedKeys:
         self.keys, self.order = torch.sort(keys)
 
     def lookup(self, query: Tensor) -> Tensor:
-        q = pack(query)
+        return self._search(pack(query))
+
+    def lookup_offsets(self, coords: Tensor, deltas: Tensor) -> Tensor:
+        """Rows of ``coords + delta`` for every row and spatial offset, int64 ``[N, K]``.
+
+        Keys are linear in the columns, ``key(c + d) = key(c) + key(d)``, while every
+        column stays inside ``[0, 2**16)``; then one addition replaces re-packing ``N K``
+        coordinates (the common case). Near the grid edges it falls back to :meth:`lookup`.
+        """
+        reach = int(deltas.abs().max()) if deltas.numel() else 0
+        spatial = coords[:, 1:]
+        if coords.shape[0] and (int(spatial.min()) - reach < 0
+                                or int(spatial.max()) + reach >= SPATIAL_LIMIT):
+            full = torch.zeros(coords.shape[0], deltas.shape[0], 4, dtype=torch.int64,
+                               device=coords.device)
+            full[..., 1:] = deltas[None]
+            return self.lookup(coords[:, None, :] + full)
+        dk = (deltas[:, 0] * SPATIAL_LIMIT + deltas[:, 1]) * SPATIAL_LIMIT + deltas[:, 2]
+        return self._search(pack(coords)[:, None] + dk[None])
+
+    def _search(self, q: Tensor) -> Tensor:
         if self.n == 0:
             return torch.zeros(q.shape, dtype=torch.int64, device=q.device)
         pos = torch.searchsorted(self.keys, q).clamp_(max=self.n - 1)

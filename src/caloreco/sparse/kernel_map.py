@@ -89,12 +89,10 @@ def submanifold_map(coords: Tensor, keys: SortedKeys, stride: int, kernel_size: 
     n = coords.shape[0]
     offs = kernel_offsets(kernel_size, coords.device) * stride
     vol = offs.shape[0]
-    delta = torch.zeros(vol, 4, dtype=torch.int64, device=coords.device)
-    delta[:, 1:] = offs
     if kernel_size % 2 == 0:
-        return KernelMap(keys.lookup(coords[:, None, :] + delta[None]), None, vol)
+        return KernelMap(keys.lookup_offsets(coords, offs), None, vol)
     half = vol // 2
-    found = keys.lookup(coords[:, None, :] + delta[None, :half])  # [n, half]
+    found = keys.lookup_offsets(coords, offs[:half])  # [n, half]
     mirror = torch.full(((n + 1) * half,), n, dtype=torch.int64, device=coords.device)
     rows = torch.arange(n, device=coords.device).unsqueeze(1).expand(n, half)
     cols = torch.arange(half, device=coords.device).unsqueeze(0).expand(n, half)
@@ -126,8 +124,6 @@ def strided_maps(coords: Tensor, keys: SortedKeys, stride: int, kernel_size: int
         return coarse, KernelMap(nbr.view(n_coarse, vol), None, vol), \
             KernelMap(None, inverse * vol + code, vol)
     offs = kernel_offsets(kernel_size, coords.device) * stride
-    delta = torch.zeros(vol, 4, dtype=torch.int64, device=coords.device)
-    delta[:, 1:] = offs
-    down = keys.lookup(coarse[:, None, :] + delta[None])
-    up = SortedKeys(coarse).lookup(coords[:, None, :] - delta[None])
+    down = keys.lookup_offsets(coarse, offs)
+    up = SortedKeys(coarse).lookup_offsets(coords, -offs)
     return coarse, KernelMap(down, None, vol), KernelMap(up, None, vol)
