@@ -23,6 +23,17 @@ def _positive_int(text: str) -> int:
 
 # ---------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
+    from caloreco.training.distributed import init_from_env, shutdown
+    from caloreco.training.trainer import TrainConfig, Trainer
+
+    dist_info = init_from_env(args.device)  # under torchrun: join the process group
+    try:
+        return _train(args, dist_info)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, dist_info: Any) -> int:
     from caloreco.training.trainer import TrainConfig, Trainer
 
     opts: dict[str, Any] = {}
@@ -32,16 +43,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         opts["coord_dim"] = args.coord_dim
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      device=args.device, seed=args.seed, val_events=args.val_events,
+                      device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
-            cfg = TrainConfig(**{**json.loads(stored.read_text()), "device": args.device,
+            cfg = TrainConfig(**{**json.loads(stored.read_text()), "device": dist_info.device,
                                  "progress": not args.no_progress})
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, resume=args.resume)
+    trainer = Trainer(cfg, resume=args.resume, rank=dist_info.rank,
+                      world_size=dist_info.world_size)
     if trainer.epoch >= cfg.epochs:
         print(f"run in {args.out} already finished {cfg.epochs} epochs; nothing to do")
         return 0
@@ -51,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"epoch {row['epoch']}: val loss {row['val_loss']:.4f}, PQ {row['pq']:.3f}, "
                   f"mIoU {row['miou']:.3f}", flush=True)
 
-    best = trainer.fit(on_log=log)
+    best = trainer.fit(on_log=log if dist_info.rank == 0 else None)
+    if dist_info.rank != 0:
+        return 0
     print(f"trained {trainer.global_step} steps in {(time.perf_counter() - t0) / 60:.1f} min; "
           f"best checkpoint {best}")
     return 0
@@ -166,6 +180,8 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--time-limit", type=float, default=None, help="minutes, then stop (resumable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.epilog = ("Several processes: torchrun --nproc_per_node N -m caloreco train ... "
+                "(DistributedDataParallel; gloo on CPU, nccl on CUDA)")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("cluster", help="cluster events with a trained network",

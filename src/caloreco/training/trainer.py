@@ -31,6 +31,7 @@ from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
 from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from caloreco.training.data import EncodedEvents, ShardLocalSampler, collate
+from caloreco.training.distributed import any_rank, barrier, broadcast_buffers
 from caloreco.utils.atomic import atomic_write_text
 
 
@@ -239,13 +240,16 @@ class Trainer:
                         on_log(row)
                 if self.global_step % cfg.checkpoint_every == 0:
                     self._save_last()
-                if cfg.time_limit_min and time.monotonic() - t_start > 60 * cfg.time_limit_min:
+                late = bool(cfg.time_limit_min) and time.monotonic() - t_start > 60 * cfg.time_limit_min
+                if any_rank(late, self.world_size):  # every rank stops at the same step
                     stop = True
                     break
             if bar is not None:
                 bar.close()
+            broadcast_buffers(self.model, self.world_size)
             if stop:
                 self._save_last()
+                barrier(self.world_size)
                 break
             self.epoch += 1
             self.step_in_epoch = 0
@@ -259,6 +263,7 @@ class Trainer:
                     self.best_pq = metrics["pq"]
                     save_checkpoint(self._checkpoint(metrics), self.out / "best.pt")
             self._save_last()
+            barrier(self.world_size)  # the other ranks wait for rank 0's validation
         if writer is not None:
             writer.close()
         best = self.out / "best.pt"
