@@ -41,7 +41,20 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         opts["cr"] = args.cr
     if args.coord_dim is not None:
         opts["coord_dim"] = args.coord_dim
+    weights: dict[str, float] = {}
+    for item in args.loss_weight or []:
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--loss-weight expects NAME=VALUE (e.g. repulsive=10), got "
+                              f"'{item}'") from None
+    unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise"})
+    if unknown:
+        raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
+                          f"repulsive, beta or noise")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
+                      loss_weights=weights,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
@@ -174,6 +187,9 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--cr", type=float, default=None, help="SPVCNN channel ratio (default 0.5)")
     t.add_argument("--coord-dim", type=int, default=None, help="clustering-space dimension")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
+                   help="coefficient of a loss term: attractive, repulsive, beta, noise "
+                        "(repeatable; default 1 each)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")

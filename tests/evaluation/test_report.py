@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from caloreco.clustering.clue3d import clue_event
+from caloreco.clustering.clue3d import ClueParams, clue_event
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.dataset import _shard_paths
 from caloreco.data.parquet import read_events
@@ -105,7 +105,7 @@ def test_truth_is_perfect(run: dict[str, Any]) -> None:
 def test_clue_agrees_with_direct_evaluation(run: dict[str, Any]) -> None:
     ev = ClusteringEvaluator()
     for e in _events(run["data"]):
-        ev.add(e.hits["truth_cluster"], clue_event(e), e.hits["energy"],
+        ev.add(e.hits["truth_cluster"], clue_event(e, params=ClueParams.tuned_dtau()), e.hits["energy"],
                truth_types=e.clusters["type"], truth_energy=e.clusters["energy"])
     direct = ev.result()
     got = run["summary"]["methods"]["clue"]["metrics"]

@@ -237,7 +237,7 @@ def make_methods(names: Sequence[str], *, models: Mapping[str, str | None] | Non
                                                        shipped=name)
             out.append(CondensationMethod(name, clusterer, batch_size=batch_size))
         elif name == "clue":
-            out.append(ClueMethod())
+            out.append(ClueMethod(ClueParams.tuned_dtau()))
         elif name == "pf":
             out.append(PFMethod(pf_detector))
         else:
