@@ -5,8 +5,10 @@ distance-weighted graph networks", Eur. Phys. J. C 79 (2019) 608, arXiv 1902.079
 :class:`GravNetConv` is the GravNet layer (as ``torch_geometric.nn.GravNetConv``, with
 the neighbour search of :mod:`caloreco.models.knn` instead of ``torch-cluster``).
 :class:`GravNetModel` is the paper's clustering model, as used with object condensation
-in HGCalML / torch_cmspepr: input batch norm, then per block a global exchange, three
-dense layers, a GravNet layer and batch norm; the outputs of all blocks are concatenated
+in HGCalML / torch_cmspepr: input normalisation, then per block a global exchange, three
+dense layers, a GravNet layer and normalisation (per event, :class:`caloreco.sparse.EventNorm`,
+instead of batch norm, whose running averages do not describe single events - see
+:mod:`caloreco.models.spvcnn`); the outputs of all blocks are concatenated
 and dense layers predict per hit a point in the clustering space and a condensation
 score ``beta`` (Kieseler, arXiv 2002.03605), optionally an energy-correction factor.
 
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 
 from caloreco.errors import ConfigError, InvalidDataError
 from caloreco.models.knn import knn
+from caloreco.sparse.nn import EventNorm
 
 #: Distance scale of the GravNet edge weights ``exp(-DISTANCE_SCALE * d^2)``: the learned
 #: space is a linear map of tanh-activated / batch-normed features (order one), and the
@@ -184,17 +187,19 @@ class GravNetBlock(nn.Module):
         self.dense = nn.Sequential(*layers)
         self.conv = GravNetConv(c, config.filters, config.space_dim, config.propagate_dim,
                                 config.k)
-        self.norm = nn.BatchNorm1d(config.filters)
+        self.norm = EventNorm(config.filters)
 
-    def forward(self, x: Tensor, batch: Tensor) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor, events: Tensor | None = None) -> Tensor:
+        if events is None:
+            events = torch.arange(int(batch.max()) + 1 if batch.numel() else 0, device=batch.device)
         x = self.dense(global_exchange(x, batch))
-        return self.norm(torch.tanh(self.conv(x, batch)))
+        return self.norm.normalise(torch.tanh(self.conv(x, batch)), batch, events)
 
 
 class GravNetModel(nn.Module):
     """The GravNet clustering model with an object-condensation head.
 
-    ``x_0 = BN(feats)``; ``x_b = block_b(x_{b-1})`` for b = 1..n_blocks;
+    ``x_0 = norm(feats)``; ``x_b = block_b(x_{b-1})`` for b = 1..n_blocks;
     ``z = MLP([x_1, ..., x_n])`` (ReLU layers :data:`HEAD_WIDTHS`); then a linear layer to
     ``coords`` (no activation), ``beta = sigmoid(.)`` and, with ``energy_head``,
     ``energy_factor = softplus(.)``.
@@ -212,7 +217,7 @@ class GravNetModel(nn.Module):
     def __init__(self, config: GravNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.input_norm = nn.BatchNorm1d(config.in_features)
+        self.input_norm = EventNorm(config.in_features)
         self.blocks = nn.ModuleList(
             GravNetBlock(config.in_features if i == 0 else config.filters, config)
             for i in range(config.n_blocks))
@@ -236,10 +241,11 @@ class GravNetModel(nn.Module):
         if feats.shape[0] == 0:
             out = feats.new_zeros(0, d + 1 + int(self.config.energy_head))
         else:
-            x = self.input_norm(feats)
+            events = torch.arange(int(batch.max()) + 1, device=batch.device)
+            x = self.input_norm.normalise(feats, batch, events)
             outs = []
             for block in self.blocks:
-                x = block(x, batch)
+                x = block(x, batch, events)
                 outs.append(x)
             out = self.head(torch.cat(outs, dim=1))
         coords, beta = out[:, :d], torch.sigmoid(out[:, d])

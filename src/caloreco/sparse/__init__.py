@@ -10,9 +10,9 @@ frozen for export) -> :mod:`~caloreco.sparse.tensor` (:class:`SparseTensor`) ->
 
 from caloreco.sparse.functional import point_to_voxel, sparse_conv, voxel_to_point, voxelize
 from caloreco.sparse.manager import CoordinateManager
-from caloreco.sparse.nn import BatchNorm, Conv3d, ReLU, to_points, to_voxels
+from caloreco.sparse.nn import BatchNorm, Conv3d, EventNorm, PointEventNorm, ReLU, to_points, to_voxels
 from caloreco.sparse.tensor import SparseTensor, cat
 
-__all__ = ["BatchNorm", "Conv3d", "CoordinateManager", "ReLU", "SparseTensor", "cat",
+__all__ = ["BatchNorm", "Conv3d", "CoordinateManager", "EventNorm", "PointEventNorm", "ReLU", "SparseTensor", "cat",
            "point_to_voxel", "sparse_conv", "to_points", "to_voxels", "voxel_to_point",
            "voxelize"]

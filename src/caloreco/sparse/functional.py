@@ -116,3 +116,32 @@ def voxel_to_point(voxel_feats: Tensor, index: Tensor, weight: Tensor) -> Tensor
     padded = torch.cat([voxel_feats, voxel_feats.new_zeros(1, voxel_feats.shape[1])], 0)
     gathered = padded.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
     return (gathered * weight.unsqueeze(2).to(voxel_feats.dtype)).sum(1)
+
+
+def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel over the rows of each event:
+    ``y = (x - mu_b) / sqrt(var_b + eps) * w + b`` with ``mu_b``, ``var_b`` (biased) the
+    mean and variance over the rows of event ``b``.
+
+    Batch norm trained one event per step computes exactly these statistics; unlike its
+    running averages they hold at inference too, and an event's output does not depend on
+    the other events of a batch.
+
+    Args:
+        x: ``[N, C]``; event: int64 ``[N]`` event of each row, in ``[0, B)``;
+        events: any ``[B]`` tensor (its length is the number of events, exportable as a
+            dynamic size); weight, bias: ``[C]`` or None.
+    """
+    n_ev = events.shape[0]
+    xf = x.float()
+    counts = xf.new_zeros(n_ev, 1).index_add(0, event, xf.new_ones(x.shape[0], 1)).clamp(min=1)
+    mean = xf.new_zeros(n_ev, x.shape[1]).index_add(0, event, xf) / counts
+    centred = xf - mean.index_select(0, event)
+    var = xf.new_zeros(n_ev, x.shape[1]).index_add(0, event, centred * centred) / counts
+    y = centred * torch.rsqrt(var.index_select(0, event) + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.to(x.dtype)

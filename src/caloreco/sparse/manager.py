@@ -155,6 +155,37 @@ class CoordinateManager:
             self._store(up_name, up)
         return down, up
 
+    # ------------------------------------------------------------------ events
+    def voxel_event(self, stride: int) -> Tensor:
+        """int64 ``[V_s]``: the event index of each voxel at ``stride``."""
+        name = f"event_s{stride}"
+        idx = self._get(name)
+        if idx is None:
+            self._require_building(name)
+            idx = self.coords(stride)[:, 0].contiguous()
+            self._built[name] = idx
+        return idx
+
+    def point_event(self) -> Tensor:
+        """int64 ``[N]``: the event index of each point."""
+        idx = self._get("event_points")
+        if idx is None:
+            self._require_building("event_points")
+            idx = self._points()[1]
+            self._built["event_points"] = idx
+        return idx
+
+    def events(self) -> Tensor:
+        """int64 ``[B]``, ``arange(B)``: its length is the number of events in the batch."""
+        ev = self._get("events")
+        if ev is None:
+            self._require_building("events")
+            coords = self.coords(1)
+            n = int(coords[:, 0].max()) + 1 if coords.shape[0] else 0
+            ev = torch.arange(n, device=coords.device)
+            self._built["events"] = ev
+        return ev
+
     # ------------------------------------------------------------------ point maps
     def point_voxel(self, stride: int) -> Tensor:
         """int64 ``[N]``: the row of the voxel at ``stride`` that contains each point."""

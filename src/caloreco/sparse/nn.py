@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from caloreco.errors import ConfigError
 from caloreco.sparse import functional as F
+from caloreco.sparse.manager import CoordinateManager
 from caloreco.sparse.tensor import SparseTensor
 
 
@@ -96,6 +97,48 @@ class BatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
         return x.replace(super().forward(x.feats))
+
+
+class EventNorm(nn.Module):
+    """Per-event normalisation of sparse features (:func:`~caloreco.sparse.functional.event_norm`)
+    with a learned affine map; the same in training and inference.
+
+    Reads checkpoints of :class:`BatchNorm` layers (their running statistics are ignored:
+    batch norm trained one event per step normalises with exactly these per-event
+    statistics).
+
+    Args:
+        num_features: ``C``.
+        eps: added to the variance (default 1e-5, as batch norm).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            state_dict.pop(prefix + key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def normalise(self, x: Tensor, event: Tensor, events: Tensor) -> Tensor:
+        return F.event_norm(x, event, events, self.weight, self.bias, self.eps)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        mgr = x.manager
+        return x.replace(self.normalise(x.feats, mgr.voxel_event(x.stride), mgr.events()))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+class PointEventNorm(EventNorm):
+    """:class:`EventNorm` over the points (hits) of each event: ``forward(z, manager)``."""
+
+    def forward(self, z: Tensor, mgr: "CoordinateManager") -> Tensor:  # type: ignore[override]
+        return self.normalise(z, mgr.point_event(), mgr.events())
 
 
 class ReLU(nn.ReLU):
