@@ -213,12 +213,6 @@ def _demo_clustering(out: Path, args: argparse.Namespace) -> None:
     print(f"[demo] report, plots and truth-vs-prediction displays -> {out / 'evaluation'}")
 
 
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from caloreco import __version__

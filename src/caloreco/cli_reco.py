@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from caloreco.errors import ConfigError, InputFileError
+from caloreco.errors import ConfigError
 
 
 def _positive_int(text: str) -> int:
@@ -119,7 +119,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- export
-def cmd_export(args: argparse.Namespace) -> int:  # noqa: C901
+def cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
@@ -237,4 +237,4 @@ def add_commands(sub: Any) -> None:
     e.set_defaults(func=cmd_export)
 
 
-__all__ = ["add_commands", "InputFileError"]
+__all__ = ["add_commands"]

@@ -26,20 +26,15 @@ CLUSTER_COLUMNS = ("cluster_id", "energy", "x", "y", "z", "n_hits")
 
 
 def cluster_table(event: Event, cluster_id: np.ndarray) -> dict[str, np.ndarray]:
-    """Per predicted cluster of one event: energy sum, energy-weighted position, hit count."""
+    """Per predicted cluster of one event: energy sum, energy-weighted position, hit count
+    (:func:`caloreco.clustering.condensation.cluster_summary`, in file dtypes)."""
+    from caloreco.clustering.condensation import cluster_summary
+
     h = event.hits
-    sel = cluster_id >= 0
-    ids, inv = np.unique(cluster_id[sel], return_inverse=True)
-    e = h["energy"][sel].astype(np.float64)
-    energy = np.bincount(inv, weights=e, minlength=len(ids))
-    n = np.bincount(inv, minlength=len(ids))
-    safe = np.where(energy > 0, energy, 1.0)
-    out = {"cluster_id": ids.astype(np.int64), "energy": energy.astype(np.float32),
-           "n_hits": n.astype(np.int64)}
-    for c in ("x", "y", "z"):
-        wsum = np.bincount(inv, weights=e * h[c][sel], minlength=len(ids))
-        mean = np.bincount(inv, weights=h[c][sel].astype(np.float64), minlength=len(ids)) / np.maximum(n, 1)
-        out[c] = np.where(energy > 0, wsum / safe, mean).astype(np.float32)
+    t = cluster_summary(cluster_id, h["energy"], h["x"], h["y"], h["z"])
+    out = {"cluster_id": t["cluster"].astype(np.int64), "n_hits": t["n_hits"].astype(np.int64)}
+    for c in ("energy", "x", "y", "z"):
+        out[c] = t[c].astype(np.float32)
     return out
 
 
