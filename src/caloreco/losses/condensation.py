@@ -60,6 +60,16 @@ _NORMS = ("event", "object")
 TERMS = ("attractive", "repulsive", "coward", "noise")
 
 
+def _check_options(q_min: float, s_b: float, norm: str) -> None:
+    """Raise :class:`ConfigError` for a bad ``q_min``, ``s_b`` or ``norm``."""
+    if not q_min > 0:
+        raise ConfigError(f"q_min must be > 0, got {q_min}")
+    if not s_b >= 0:
+        raise ConfigError(f"s_b must be >= 0, got {s_b}")
+    if norm not in _NORMS:
+        raise ConfigError(f"norm must be one of {list(_NORMS)}, got {norm!r}")
+
+
 def _check_inputs(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None,
                   weights: Tensor | None) -> None:
     """Raise :class:`InvalidDataError` for inconsistent shapes or dtypes."""
@@ -134,12 +144,7 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
         ConfigError: ``q_min <= 0``, ``s_b < 0`` or an unknown ``norm``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
-    if not q_min > 0:
-        raise ConfigError(f"q_min must be > 0, got {q_min}")
-    if not s_b >= 0:
-        raise ConfigError(f"s_b must be >= 0, got {s_b}")
-    if norm not in _NORMS:
-        raise ConfigError(f"norm must be one of {list(_NORMS)}, got {norm!r}")
+    _check_options(q_min, s_b, norm)
     _check_inputs(beta, x, object_id, batch, weights)
     device = beta.device
     n = beta.shape[0]
@@ -279,12 +284,7 @@ class CondensationLoss(nn.Module):
                  repulsive: float = 1.0, beta: float = 1.0, noise: float = 1.0,
                  noise_id: int = -1, norm: str = "event", weight_beta: bool = False) -> None:
         super().__init__()
-        if not q_min > 0:
-            raise ConfigError(f"q_min must be > 0, got {q_min}")
-        if not s_b >= 0:
-            raise ConfigError(f"s_b must be >= 0, got {s_b}")
-        if norm not in _NORMS:
-            raise ConfigError(f"norm must be one of {list(_NORMS)}, got {norm!r}")
+        _check_options(q_min, s_b, norm)
         coefficients = {"attractive": attractive, "repulsive": repulsive, "coward": beta,
                         "noise": noise}
         for name, value in coefficients.items():
