@@ -13,8 +13,14 @@ against which the network's arithmetic (counted per layer from the kernel maps) 
 distance to the arithmetic floor, and one 3x3x3 submanifold layer, ours (gather-scatter
 and gather-GEMM) against spconv on one CPU thread (where it is correct) when installed.
 
+With ``--batch-sizes 1,4,16,64`` it also measures batched inference of distinct
+``--batch-hits``-hit events (B events per network call, as a server's dynamic batcher or
+``caloreco cluster --batch-size`` sends them): host encoding, then transfer + prepare +
+network + clustering, in float32 and (``--amp``, CUDA) bfloat16 autocast.
+
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_spvcnn.py [--model CKPT] [--device cuda]
-[--sizes 1000,5000,20000,100000] [--repeat 3] [--json out.json]``. Quiet machines only.
+[--sizes 1000,5000,20000,100000] [--repeat 3] [--batch-sizes 1,4,16,64] [--amp]
+[--json out.json]``. Quiet machines only.
 """
 
 from __future__ import annotations
@@ -153,6 +159,55 @@ def bench_layer(hits: dict[str, np.ndarray], enc: HitEncoding, channels: int, re
         torch.set_num_threads(threads)
 
 
+def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n_hits: int,
+                  batch_sizes: list[int], device: torch.device, repeat: int,
+                  amp: bool) -> list[dict[str, float]]:
+    """Events/s for B distinct ``n_hits``-hit events per call, per stage."""
+    rows = []
+    events = [make_event(base, n_hits, 1000 + i) for i in range(max(batch_sizes))]
+    for bs in batch_sizes:
+        chunk = events[:bs]
+        t0 = time.perf_counter()
+        feats = np.concatenate([enc.features(h) for h in chunk])
+        pts = np.concatenate([enc.points(h) for h in chunk])
+        t_enc = time.perf_counter() - t0
+        batch_h = torch.repeat_interleave(torch.arange(bs), n_hits)
+        for use_amp in ([False, True] if amp and device.type == "cuda" else [False]):
+            def run() -> tuple[float, float, float]:
+                sync(device)
+                t0 = time.perf_counter()
+                f = torch.from_numpy(feats).to(device, non_blocking=True)
+                b = batch_h.to(device, non_blocking=True)
+                mgr = model.prepare(torch.from_numpy(pts).to(device, non_blocking=True), b)
+                model.build_maps(mgr)
+                sync(device)
+                t1 = time.perf_counter()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    out = model.run(f, mgr)
+                sync(device)
+                t2 = time.perf_counter()
+                condensation_clustering(out[1].float(), out[0].float(), b, t_beta=0.1, t_d=0.7)
+                sync(device)
+                return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+            with torch.no_grad():
+                run()  # warm-up (allocator, cuBLAS handles)
+                best = min((run() for _ in range(repeat)), key=sum)
+            total = sum(best)
+            row = {"batch": bs, "hits_per_event": n_hits, "bf16": use_amp,
+                   "encode_ms_per_event": 1e3 * t_enc / bs,
+                   "prepare_ms": 1e3 * best[0], "network_ms": 1e3 * best[1],
+                   "clustering_ms": 1e3 * best[2], "events_per_s": bs / total,
+                   "hits_per_s": bs * n_hits / total,
+                   "events_per_s_with_encoding": bs / (total + t_enc)}
+            rows.append(row)
+            print(f"{bs:>5} {'bf16' if use_amp else 'fp32':>5} {row['encode_ms_per_event']:>9.2f} "
+                  f"{row['prepare_ms']:>10.2f} {row['network_ms']:>10.2f} {row['clustering_ms']:>10.2f} "
+                  f"{row['events_per_s']:>9.1f} {row['hits_per_s'] / 1e6:>8.2f} "
+                  f"{row['events_per_s_with_encoding']:>9.1f}")
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default=None, help="checkpoint (default: untrained SPVCNN, cr 0.5)")
@@ -161,6 +216,11 @@ def main() -> None:
     p.add_argument("--sizes", default="1000,5000,20000,100000")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--train-sizes", default="5000,20000")
+    p.add_argument("--batch-sizes", default="", help="e.g. 1,4,16,64: batched inference")
+    p.add_argument("--batch-hits", type=int, default=20000, help="hits per event when batching")
+    p.add_argument("--amp", action="store_true", help="also bfloat16 autocast (CUDA)")
+    p.add_argument("--algorithm", default="auto", choices=["auto", "scatter", "gemm"],
+                   help="sparse convolution algorithm (overrides the checkpoint's)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     device = torch.device(args.device)
@@ -175,6 +235,12 @@ def main() -> None:
     else:
         model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device).eval()
         label = f"untrained SPVCNN cr {args.cr}"
+    from caloreco.sparse import Conv3d
+
+    for m in model.modules():
+        if isinstance(m, Conv3d):
+            m.algorithm = args.algorithm
+    label += f", algorithm {args.algorithm}"
     base = simulate_range(DatasetSpec(preset="dtau", n_events=12, seed=4242), 0, 12)
     sizes = [int(s) for s in args.sizes.split(",")]
     gflops = matmul_gflops(device)
@@ -217,10 +283,19 @@ def main() -> None:
               f"{row['clustering_ms']:>10.1f} {1e3 * total:>9.1f} {row['events_per_s']:>8.2f} "
               f"{n / total / 1e6:>8.3f} {row['gflop']:>7.2f} {row['network_gflops']:>8.1f} "
               f"{100 * row['network_gflops'] / gflops:>10.0f}%")
+    if args.batch_sizes:
+        print(f"batched inference, {args.batch_hits} hits per event (prepare/network/cluster: "
+              "ms per call; encode: host ms per event)")
+        print(f"{'batch':>5} {'dtype':>5} {'encode ms':>9} {'prepare ms':>10} {'network ms':>10} "
+              f"{'cluster ms':>10} {'events/s':>9} {'Mhits/s':>8} {'+encode':>9}")
+        results["batched"] = bench_batches(
+            model, enc, base, args.batch_hits, [int(b) for b in args.batch_sizes.split(",")],
+            device, args.repeat, args.amp)
     from caloreco.losses.condensation import CondensationLoss
 
     loss_fn = CondensationLoss(weight_beta=True)
-    train_model = build_model("spvcnn", model.config.to_dict()).to(device).train()
+    train_model = build_model("spvcnn", {**model.config.to_dict(), "algorithm": args.algorithm}
+                              ).to(device).train()
     opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
     for n in [int(s) for s in args.train_sizes.split(",") if s]:
         hits = make_event(base, n, n + 1)

@@ -86,6 +86,8 @@ class ModelClusterer:
         """Load a checkpoint file or run directory (default: the shipped ``shipped`` model)."""
         from caloreco.training.checkpoint import load_checkpoint
 
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
         ckpt = load_checkpoint(pretrained_path(shipped) if path is None else path)
         model, encoding = ckpt.build(device)
         return cls(model, encoding, device=device,

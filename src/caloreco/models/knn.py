@@ -23,8 +23,11 @@ Backends, chosen by the device of ``x`` (both exact up to floating-point ties):
 * CUDA: :func:`knn_cdist`, brute force ``torch.cdist`` + ``topk`` per event on blocks of
   ``chunk`` queries, so that at most ``chunk x n_event`` distances exist at once (4096 x
   20k floats = 328 MB) rather than a dense n x n matrix. It runs on CPU as well (used by
-  the tests). ``cdist`` computes distances through a matrix product, so near-ties (within
-  ~1e-6 relative) may come out in either order.
+  the tests). Distances are computed from coordinate differences
+  (``compute_mode="donot_use_mm_for_euclid_dist"``): the matrix-product form
+  ``|a|^2 + |b|^2 - 2 a.b`` loses the small distances of close hits to cancellation and
+  reorders neighbours (seen as GravNet outputs differing between CPU and CUDA). Exact ties
+  may still come out in either order.
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def knn_cdist(x: Tensor, k: int, batch: Tensor | None = None, *,
         kk = min(n, k)
         local = torch.empty(n, kk, dtype=torch.long, device=dev)
         for q in range(0, n, chunk):
-            d = torch.cdist(xe[q:q + chunk], xe)
+            d = torch.cdist(xe[q:q + chunk], xe, compute_mode="donot_use_mm_for_euclid_dist")
             local[q:q + chunk] = torch.topk(d, kk, dim=1, largest=False, sorted=True).indices
         local, m = _pad(local, n, k)
         index[rows] = rows[local]

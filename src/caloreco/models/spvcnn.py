@@ -47,8 +47,9 @@ class SPVCNNConfig:
         coord_dim: clustering-space dimension ``D`` (default 5).
         energy_head: also predict a per-hit energy-correction factor.
         dropout: dropout on the voxelised features entering the decoder (SPVNAS: 0.3).
-        algorithm: sparse convolution algorithm in eager mode, ``"scatter"`` or
-            ``"gemm"`` (export always uses ``"gemm"``).
+        algorithm: sparse convolution algorithm in eager mode, ``"auto"`` (``"gemm"`` on
+            CUDA, ``"scatter"`` elsewhere), ``"scatter"`` or ``"gemm"`` (export always uses
+            ``"gemm"``).
     """
 
     in_features: int
@@ -56,7 +57,7 @@ class SPVCNNConfig:
     coord_dim: int = 5
     energy_head: bool = False
     dropout: float = 0.3
-    algorithm: str = "scatter"
+    algorithm: str = "auto"
     widths: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class ConvBlock(nn.Module):
     """Sparse convolution -> per-event normalisation -> ReLU (``transposed`` for the up path)."""
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, *,
-                 transposed: bool = False, algorithm: str = "scatter") -> None:
+                 transposed: bool = False, algorithm: str = "auto") -> None:
         super().__init__()
         self.conv = Conv3d(cin, cout, kernel_size, stride, transposed=transposed,
                            algorithm=algorithm)
@@ -94,7 +95,7 @@ class ResidualBlock(nn.Module):
     """Two 3x3x3 submanifold convolutions with normalisation, plus a 1x1x1 projection
     shortcut when the width changes: ``relu(n(conv(relu(n(conv(x))))) + proj(x))``."""
 
-    def __init__(self, cin: int, cout: int, *, algorithm: str = "scatter") -> None:
+    def __init__(self, cin: int, cout: int, *, algorithm: str = "auto") -> None:
         super().__init__()
         self.conv1 = Conv3d(cin, cout, 3, algorithm=algorithm)
         self.bn1 = EventNorm(cout)

@@ -19,18 +19,32 @@ from caloreco.sparse.manager import CoordinateManager
 #: have ~3.5 of 27 neighbours occupied); "gemm" gathers every offset of each output into
 #: one row and multiplies once (``[N_out, K C_in] @ [K C_in, C_out]``): more arithmetic,
 #: but a static graph of Gather + MatMul without scatter, used for export.
-ALGORITHMS = ("gemm", "scatter")
+ALGORITHMS = ("auto", "gemm", "scatter", "triton")
 
 
 def sparse_conv(feats: Tensor, kmap: KernelMap, weight: Tensor, *,
-                algorithm: str = "scatter") -> Tensor:
+                algorithm: str = "auto") -> Tensor:
     """Sparse convolution ``y_o = sum_k W_k^T x_{in(o, k)}`` over a kernel map.
+
+    Two algorithms, identical up to float round-off:
+
+    * ``"scatter"``: per offset, gather the existing pairs, multiply, ``index_add`` into the
+      outputs. Least arithmetic and memory; one small GEMM and two launches per offset.
+    * ``"gemm"``: gather all ``K`` neighbours of every output (absent = a zero row) into
+      ``[N_out, K C_in]`` and do one GEMM, no scatter. ``K/pairs-per-output`` times the
+      arithmetic, but two launches per layer and no atomics: the fast form on GPUs, and the
+      export form.
+    * ``"triton"``: the gemm form fused into one Triton kernel that never materialises the
+      gathered rows (:mod:`caloreco.sparse.triton_conv`); CUDA, forward only.
+    * ``"auto"`` (default): on CUDA ``"triton"`` when no gradient is needed and Triton is
+      importable, else ``"gemm"``; ``"scatter"`` elsewhere (measured in
+      ``benchmarks/bench_spvcnn.py``; ``docs/benchmarks.md``).
 
     Args:
         feats: ``[N_in, C_in]`` input features.
         kmap: connections (:mod:`caloreco.sparse.kernel_map`).
         weight: ``[K, C_in, C_out]``, offsets in conv3d order.
-        algorithm: ``"scatter"`` (default) or ``"gemm"``; identical results.
+        algorithm: ``"auto"``, ``"scatter"``, ``"gemm"`` or ``"triton"``.
 
     Returns:
         ``[N_out, C_out]``.
@@ -41,6 +55,17 @@ def sparse_conv(feats: Tensor, kmap: KernelMap, weight: Tensor, *,
         y = feats @ weight.permute(1, 0, 2).reshape(c_in, vol * c_out)
         return y.reshape(-1, c_out)[kmap.parent]
     assert kmap.nbr is not None
+    if algorithm == "auto":
+        algorithm = "scatter"
+        if feats.is_cuda:
+            algorithm = "triton" if _triton_ok(feats, weight) else "gemm"
+    if algorithm == "triton":
+        from caloreco.sparse.triton_conv import sparse_conv_triton
+
+        if not _triton_ok(feats, weight):
+            raise ConfigError("algorithm 'triton' needs CUDA float32/float16/bfloat16 tensors, "
+                              "Triton installed, and no gradient (it is forward-only)")
+        return sparse_conv_triton(feats, kmap.nbr, weight)
     if algorithm == "gemm":
         padded = torch.cat([feats, feats.new_zeros(1, c_in)], 0)
         gathered = padded.index_select(0, kmap.nbr.reshape(-1))  # [N_out * K, C_in]
@@ -56,6 +81,17 @@ def sparse_conv(feats: Tensor, kmap: KernelMap, weight: Tensor, *,
                 out = out.index_add_(0, o, prod.to(out.dtype))
         return out
     raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'")
+
+
+def _triton_ok(feats: Tensor, weight: Tensor) -> bool:
+    """The fused kernel applies: CUDA, a float type ``tl.dot`` takes, no autograd graph."""
+    if not feats.is_cuda or feats.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    if torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
+        return False
+    from caloreco.sparse.triton_conv import triton_available
+
+    return triton_available()
 
 
 def voxelize(points: Tensor, batch: Tensor) -> tuple[CoordinateManager, Tensor]:
@@ -118,6 +154,26 @@ def voxel_to_point(voxel_feats: Tensor, index: Tensor, weight: Tensor) -> Tensor
     return (gathered * weight.unsqueeze(2).to(voxel_feats.dtype)).sum(1)
 
 
+#: Partial-sum slots per event for :func:`_event_sum` on CUDA.
+EVENT_SUM_SLOTS = 256
+
+
+def _event_sum(x: Tensor, event: Tensor, n_events: int) -> Tensor:
+    """``[B, C]`` per-event column sums of ``x [N, C]``.
+
+    On CUDA, ``index_add`` of N rows into B << N rows serialises on atomics to the same
+    addresses (measured: a third of SPVCNN's GPU time); rows are spread over
+    :data:`EVENT_SUM_SLOTS` partial sums per event (slot = row mod S), then the slots are
+    summed. Elsewhere a plain ``index_add`` (also the export form).
+    """
+    if not x.is_cuda:
+        return x.new_zeros(n_events, x.shape[1]).index_add(0, event, x)
+    s = EVENT_SUM_SLOTS
+    slot = event * s + torch.arange(x.shape[0], device=x.device) % s
+    part = x.new_zeros(n_events * s, x.shape[1]).index_add(0, slot, x)
+    return part.view(n_events, s, x.shape[1]).sum(1)
+
+
 def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise each channel over the rows of each event:
@@ -134,11 +190,11 @@ def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None =
             dynamic size); weight, bias: ``[C]`` or None.
     """
     n_ev = events.shape[0]
-    xf = x.float()
-    counts = xf.new_zeros(n_ev, 1).index_add(0, event, xf.new_ones(x.shape[0], 1)).clamp(min=1)
-    mean = xf.new_zeros(n_ev, x.shape[1]).index_add(0, event, xf) / counts
+    xf = x if x.dtype == torch.float64 else x.float()  # float32 at least (bf16 inputs)
+    counts = _event_sum(xf.new_ones(x.shape[0], 1), event, n_ev).clamp(min=1)
+    mean = _event_sum(xf, event, n_ev) / counts
     centred = xf - mean.index_select(0, event)
-    var = xf.new_zeros(n_ev, x.shape[1]).index_add(0, event, centred * centred) / counts
+    var = _event_sum(centred * centred, event, n_ev) / counts
     y = centred * torch.rsqrt(var.index_select(0, event) + eps)
     if weight is not None:
         y = y * weight

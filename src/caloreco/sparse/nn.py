@@ -31,8 +31,9 @@ class Conv3d(nn.Module):
         stride: convolution stride (default 1).
         transposed: transposed (up-sampling) convolution (needs ``stride > 1``).
         bias: add a learned bias (default False: convolutions here precede batch norm).
-        algorithm: ``"scatter"`` (default) or ``"gemm"``
-            (:func:`caloreco.sparse.functional.sparse_conv`); settable after construction.
+        algorithm: ``"auto"`` (default: ``"gemm"`` on CUDA, ``"scatter"`` elsewhere),
+            ``"scatter"`` or ``"gemm"`` (:func:`caloreco.sparse.functional.sparse_conv`);
+            settable after construction.
 
     Shapes:
         weight ``[k^3, C_in, C_out]``; input features ``[V_in, C_in]``, output ``[V_out, C_out]``.
@@ -40,7 +41,7 @@ class Conv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
                  stride: int = 1, *, transposed: bool = False, bias: bool = False,
-                 algorithm: str = "scatter") -> None:
+                 algorithm: str = "auto") -> None:
         super().__init__()
         if stride < 1 or kernel_size < 1:
             raise ConfigError(f"kernel_size and stride must be >= 1, got {kernel_size}, {stride}")
