@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     from caloreco.cli_reco import add_commands
 
     add_commands(sub)
+    from caloreco import cli_serve
+    cli_serve.add_commands(sub)
     return p
 
 
