@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     from caloreco import cli_serve
     cli_serve.add_commands(sub)
+    from caloreco import cli_bench
+    cli_bench.add_commands(sub)
     return p
 
 
