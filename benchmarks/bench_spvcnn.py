@@ -5,7 +5,8 @@ overlaid, so the voxel occupancy is that of real events). For each size and devi
 
 * prepare: hit encoding + voxelisation + every kernel and point map (``build_maps``),
 * network: the SPVCNN forward on the prepared maps,
-* clustering: condensation clustering (t_beta 0.1, t_d 0.7),
+* clustering: condensation clustering (the checkpoint's thresholds; t_beta 0.1, t_d 0.7
+  for an untrained model),
 
 with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) at 5k and
 20k hits. Baselines measured in the same run: dense float32 matmul throughput (GFLOP/s),
@@ -41,6 +42,10 @@ from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
 from caloreco.simulation.production import DatasetSpec, simulate_range
 from caloreco.training.data import cluster_weights
+
+
+#: Condensation thresholds of the clustering stage: the checkpoint's when one is given.
+THRESHOLDS = {"t_beta": 0.1, "t_d": 0.7}
 
 
 def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:
@@ -186,7 +191,7 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
                     out = model.run(f, mgr)
                 sync(device)
                 t2 = time.perf_counter()
-                condensation_clustering(out[1].float(), out[0].float(), b, t_beta=0.1, t_d=0.7)
+                condensation_clustering(out[1].float(), out[0].float(), b, **THRESHOLDS)
                 sync(device)
                 return t1 - t0, t2 - t1, time.perf_counter() - t2
 
@@ -231,6 +236,7 @@ def main() -> None:
 
         ckpt = load_checkpoint(args.model)
         model, enc = ckpt.build(device)
+        THRESHOLDS.update({k: ckpt.clustering[k] for k in THRESHOLDS if k in ckpt.clustering})
         label = f"{args.model} (cr {ckpt.model_config.get('cr')})"
     else:
         model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device).eval()
@@ -267,7 +273,7 @@ def main() -> None:
             model.run(f, mgr)  # warm-up (pair lists are cached per manager, as in real use)
             t_net, out = timed(lambda: model.run(f, mgr), device, args.repeat)
             coords, beta = out[0], out[1]
-            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, t_beta=0.1, t_d=0.7),
+            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, **THRESHOLDS),
                             device, args.repeat)
             counter = FlopCounter()
             with counter.count(model):

@@ -162,3 +162,27 @@ def test_triton_conv_matches_gemm(dtype: torch.dtype, channels: tuple[int, int])
     feats.requires_grad_(True)
     y = sparse_conv(feats, kmap, w.to(dtype), algorithm="auto")
     assert y.requires_grad
+
+
+@pytest.mark.parametrize("channels", [8, 40, 130])
+@pytest.mark.parametrize("sorted_events", [True, False])
+def test_triton_event_norm_matches_torch(channels: int, sorted_events: bool) -> None:
+    from caloreco.sparse.functional import event_norm
+    from caloreco.sparse.triton_conv import triton_available
+
+    if not triton_available():
+        pytest.skip("triton is not installed")
+    g = torch.Generator().manual_seed(channels)
+    n, b = 50000, 7
+    x = torch.randn(n, channels, generator=g) * 3 + 5
+    event = torch.sort(torch.randint(0, b, (n,), generator=g)).values
+    if not sorted_events:
+        event = event[torch.randperm(n, generator=g)]
+    w, bias = torch.randn(channels, generator=g), torch.randn(channels, generator=g)
+    ref = event_norm(x, event, torch.empty(b), w, bias)  # CPU: the PyTorch form
+    with torch.no_grad():
+        got = event_norm(x.cuda(), event.cuda(), torch.empty(b).cuda(), w.cuda(), bias.cuda())
+        half = event_norm(x.cuda().bfloat16(), event.cuda(), torch.empty(b).cuda(), w.cuda(), bias.cuda())
+    torch.testing.assert_close(got.cpu(), ref, rtol=1e-4, atol=1e-4)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float().cpu(), ref, rtol=3e-2, atol=5e-2)

@@ -43,10 +43,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.baseline and baseline is None:
         raise ConfigError(f"--baseline {args.baseline} is not among --methods {names}")
     models = {k: v for k, v in (("spvcnn", args.spvcnn_model), ("gravnet", args.gravnet_model)) if v}
-    rows = measure(names, events, device=args.device, batch_sizes=args.batch_sizes,
-                   models=models, repeat=args.repeat, baseline=baseline)
     print(f"{len(events)} events from {source}; torch threads {torch.get_num_threads()}; "
-          f"best of {args.repeat} passes after a warm-up")
+          f"best of {args.repeat} passes after a warm-up", flush=True)
+    rows = measure(names, events, device=args.device, batch_sizes=args.batch_sizes,
+                   models=models, repeat=args.repeat, baseline=baseline,
+                   on_row=lambda r: print(f"  measured {r.method} batch {r.batch_size}: "
+                                          f"{r.ms_per_event:.1f} ms/event", flush=True))
     print(format_table(rows, baseline))
     if args.json:
         report: dict[str, Any] = {"source": source, "events": len(events),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,12 +39,14 @@ class ThroughputRow:
         return asdict(self)
 
 
-def time_method(method: object, events: Sequence[Event], *, repeat: int = 2) -> float:
+def time_method(method: object, events: Sequence[Event], *, repeat: int = 2,
+                warmup: int = 1) -> float:
     """Best wall time in seconds of ``method.cluster(events)`` over ``repeat`` passes,
-    after one warm-up call on the first event."""
+    after a warm-up call on the first ``warmup`` events (a network's batch size, so that
+    kernels compiled per batch shape are compiled before the timing)."""
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    method.cluster(list(events[:1]))  # type: ignore[attr-defined]
+    method.cluster(list(events[:max(1, warmup)]))  # type: ignore[attr-defined]
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -55,7 +57,8 @@ def time_method(method: object, events: Sequence[Event], *, repeat: int = 2) -> 
 
 def measure(names: Sequence[str], events: Sequence[Event], *, device: str = "cpu",
             batch_sizes: Sequence[int] = (1,), models: Mapping[str, str | None] | None = None,
-            repeat: int = 2, baseline: str | None = "clue") -> list[ThroughputRow]:
+            repeat: int = 2, baseline: str | None = "clue",
+            on_row: Callable[[ThroughputRow], None] | None = None) -> list[ThroughputRow]:
     """Throughput of each method on ``events``.
 
     Args:
@@ -66,6 +69,7 @@ def measure(names: Sequence[str], events: Sequence[Event], *, device: str = "cpu
         models: checkpoints per network name (default: the shipped models).
         repeat: timed passes per configuration (the best is kept).
         baseline: method whose events/s divides every row's (must be in ``names``), or None.
+        on_row: called with each row as soon as it is measured (before the ratios).
 
     Returns:
         One :class:`ThroughputRow` per method and (for networks) batch size.
@@ -86,12 +90,14 @@ def measure(names: Sequence[str], events: Sequence[Event], *, device: str = "cpu
         sizes = list(batch_sizes) if name in _NETWORKS else [1]
         for bs in sizes:
             method = make_methods([name], models=models, device=device, batch_size=bs)[0]
-            dt = time_method(method, events, repeat=repeat)
+            dt = time_method(method, events, repeat=repeat, warmup=bs)
             n = len(events)
             rows.append(ThroughputRow(
                 method=name, device=device if name in _NETWORKS else "cpu", batch_size=bs,
                 threads=torch.get_num_threads(), events=n, hits_per_event=hits,
                 ms_per_event=1e3 * dt / n, events_per_s=n / dt, hits_per_s=n * hits / dt))
+            if on_row is not None:
+                on_row(rows[-1])
     if baseline is not None:
         ref = next(r.events_per_s for r in rows if r.method == baseline)
         for r in rows:

@@ -94,6 +94,18 @@ def _triton_ok(feats: Tensor, weight: Tensor) -> bool:
     return triton_available()
 
 
+def _fused_ok(x: Tensor, *params: Tensor | None) -> bool:
+    """A fused Triton kernel applies: a float type it takes, no autograd graph, Triton."""
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad
+                                                           for p in params)):
+        return False
+    from caloreco.sparse.triton_conv import triton_available
+
+    return triton_available()
+
+
 def voxelize(points: Tensor, batch: Tensor) -> tuple[CoordinateManager, Tensor]:
     """Assign points to stride-1 voxels.
 
@@ -182,7 +194,8 @@ def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None =
 
     Batch norm trained one event per step computes exactly these statistics; unlike its
     running averages they hold at inference too, and an event's output does not depend on
-    the other events of a batch.
+    the other events of a batch. On CUDA without autograd the fused kernels of
+    :mod:`caloreco.sparse.triton_norm` compute the same.
 
     Args:
         x: ``[N, C]``; event: int64 ``[N]`` event of each row, in ``[0, B)``;
@@ -190,6 +203,10 @@ def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None =
             dynamic size); weight, bias: ``[C]`` or None.
     """
     n_ev = events.shape[0]
+    if x.is_cuda and _fused_ok(x, weight, bias):
+        from caloreco.sparse.triton_norm import event_norm_triton
+
+        return event_norm_triton(x, event, n_ev, weight, bias, eps)
     xf = x if x.dtype == torch.float64 else x.float()  # float32 at least (bf16 inputs)
     counts = _event_sum(xf.new_ones(x.shape[0], 1), event, n_ev).clamp(min=1)
     mean = _event_sum(xf, event, n_ev) / counts
