@@ -86,60 +86,107 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
 
 # ---------------------------------------------------------------------------- cluster
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from caloreco.clustering.model_clustering import ModelClusterer
+    import sys
+
+    from caloreco.batch.cluster_job import ClusterJob, cluster_summary
+    from caloreco.batch.shards import failure_lines, run_shards
     from caloreco.data.dataset import _shard_paths
-    from caloreco.data.parquet import read_events
-    from caloreco.data.predictions import write_predictions
     from caloreco.utils.atomic import atomic_write_text
 
-    clusterer = ModelClusterer.from_checkpoint(args.model, device=args.device,
-                                               t_beta=args.t_beta, t_d=args.t_d)
+    job = ClusterJob.create(args.out, args.model, device=args.device,
+                            batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
     t0 = time.perf_counter()
-    n_events = n_hits = 0
-    written = []
-    for shard in shards:
-        events = read_events(shard)
-        preds = clusterer.cluster_events(events, batch_size=args.batch_size)
-        target = out / shard.name
-        write_predictions(target, events, [p.cluster_id for p in preds], [p.beta for p in preds])
-        written.append({"input": str(shard), "file": target.name, "n_events": len(events)})
-        n_events += len(events)
-        n_hits += sum(e.n_hits for e in events)
+    scheduler, workers = _batch_target(args)
+    run = run_shards(job, shards, scheduler=scheduler, workers=workers,
+                     on_result=_batch_progress(args))
     dt = time.perf_counter() - t0
-    summary = {"model": str(args.model or "shipped"), "t_beta": clusterer.t_beta,
-               "t_d": clusterer.t_d, "n_events": n_events, "n_hits": n_hits, "seconds": dt,
-               "shards": written, "timings": clusterer.timings.as_dict()}
+    summary = cluster_summary(job, run, dt, str(args.model or "shipped"))
     atomic_write_text(out / "clusters.json", json.dumps(summary, indent=2))
-    print(f"clustered {n_events} events ({n_hits} hits) in {dt:.1f} s: "
-          f"{n_events / max(dt, 1e-9):.1f} events/s -> {out}")
+    n_events, n_hits = summary["n_events"], summary["n_hits"]
+    if "batch" not in summary:
+        print(f"clustered {n_events} events ({n_hits} hits) in {dt:.1f} s: "
+              f"{n_events / max(dt, 1e-9):.1f} events/s -> {out}")
+    else:  # a rate would mix computed and skipped shards
+        b = summary["batch"]
+        print(f"clustered {n_events} events ({n_hits} hits) in {dt:.1f} s -> {out}\n"
+              f"shards: {b['done']} computed, {b['skipped']} already complete, "
+              f"{len(b['failed'])} failed ({b['workers']} Dask workers at {b['scheduler']})")
+    if run.failed:
+        print("\n".join(failure_lines(run.results)), file=sys.stderr)
+        print(f"{len(run.failed)} of {len(shards)} shard(s) failed; the others are complete. "
+              f"Fix or remove the failed shard(s) and re-run: complete shards are skipped.",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _batch_target(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """``(--scheduler, --workers)``; both None (serial) for callers that build the arguments
+    themselves (the demo calls :func:`cmd_cluster` with the serial options only)."""
+    return getattr(args, "scheduler", None), getattr(args, "workers", None)
+
+
+def _batch_progress(args: argparse.Namespace) -> Any:
+    """A per-shard progress line on Dask runs (None for serial runs: no change of output)."""
+    if _batch_target(args) == (None, None):
+        return None
+
+    def report(result: Any) -> None:
+        where = Path(result.shard).name
+        if result.status == "failed":
+            print(f"  {where}: FAILED", flush=True)
+        else:
+            print(f"  {where}: {result.status} ({result.seconds:.1f} s)", flush=True)
+
+    return report
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run one task per shard on this Dask scheduler (e.g. "
+                            "tcp://host:8786); resumable: complete shards are skipped")
+    group.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="run one task per shard on a local Dask cluster of N "
+                            "single-threaded worker processes; resumable")
 
 
 # ---------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from caloreco.clustering.model_clustering import pretrained_path
+
+    checkpoint = args.model if args.model else pretrained_path()
+    if args.triton_repo is not None:
+        from caloreco.serving.triton_repo import build_triton_repo
+
+        repo = build_triton_repo(checkpoint, args.triton_repo, fmt=args.format,
+                                 name=args.triton_name, force=args.force)
+        print(f"Triton model repository ({args.format}) -> {repo}: ensemble '{args.triton_name}' "
+              f"(FEATURES, EVENT_OFFSETS -> CLUSTER_ID, BETA, COORDS); see docs/serving-triton.md")
+        if args.out is not None:  # the repository's network file: no second export
+            import shutil
+
+            from caloreco.utils.atomic import atomic_path
+
+            net = repo / f"{args.triton_name}_network" / "1"
+            with atomic_path(args.out) as tmp:
+                shutil.copyfile(net / ("model.onnx" if args.format == "onnx" else "model.pt"), tmp)
+            print(f"exported the network ({args.format}) -> {args.out}")
+        return 0
+    if args.out is None:
+        raise ConfigError("export needs --out FILE (the network alone), --triton-repo DIR (a "
+                          "Triton model repository), or both")
     from caloreco.serving.export import FrozenNetwork, export_onnx, export_torchscript
+    from caloreco.serving.triton_repo import example_inputs
     from caloreco.training.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(args.model if args.model else pretrained_path())
+    ckpt = load_checkpoint(checkpoint)
     model, encoding = ckpt.build("cpu")
     frozen = FrozenNetwork(model)
-    rng = np.random.default_rng(0)  # an example event shape; sizes stay dynamic
-    n = 256
-    hits = {"energy": rng.exponential(0.01, n).astype(np.float32),
-            "x": rng.uniform(-50, 50, n).astype(np.float32),
-            "y": rng.uniform(-50, 50, n).astype(np.float32),
-            "z": np.full(n, 330.0, np.float32), "layer": rng.integers(1, 28, n),
-            "time": np.full(n, 11.0, np.float32)}
-    example = frozen.example_inputs(torch.from_numpy(encoding.features(hits)),
-                                    torch.from_numpy(encoding.points(hits)),
-                                    torch.zeros(n, dtype=torch.long))
+    example = example_inputs(frozen, encoding)  # an example shape; sizes stay dynamic
     out = Path(args.out)
     if args.format == "onnx":
         export_onnx(frozen, example, out)
@@ -163,10 +210,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     models = {"spvcnn": args.spvcnn_model, "gravnet": args.gravnet_model}
     models = {k: v for k, v in models.items() if k in names}
-    methods = make_methods(names, models=models, device=args.device)
     command = "caloreco " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
-    summary = evaluate(args.data, methods, args.out, max_events=args.max_events,
-                       scan=not args.no_scan, displays=args.displays, command=command)
+    scheduler, workers = _batch_target(args)
+    if scheduler is not None or workers is not None:
+        from caloreco.batch.evaluate_job import run_evaluation
+        from caloreco.batch.shards import failure_lines
+
+        summary, run = run_evaluation(args.data, names, args.out, models=models,
+                                      device=args.device, max_events=args.max_events,
+                                      scan=not args.no_scan, displays=args.displays,
+                                      command=command, scheduler=scheduler, workers=workers,
+                                      on_result=_batch_progress(args))
+        if summary is None:
+            print("\n".join(failure_lines(run.results)), file=sys.stderr)
+            print(f"{len(run.failed)} of {len(run.results)} shard(s) failed; no report written. "
+                  f"The other shards' partial results are kept in {Path(args.out) / 'partials'}: "
+                  f"fix or remove the failed shard(s) and re-run.", file=sys.stderr)
+            return 1
+    else:
+        methods = make_methods(names, models=models, device=args.device)
+        summary = evaluate(args.data, methods, args.out, max_events=args.max_events,
+                           scan=not args.no_scan, displays=args.displays, command=command)
     print((Path(args.out) / "report.md").read_text().split("\n\n## ")[0] if args.print else
           f"report -> {Path(args.out) / 'report.md'}")
     return 0 if summary else 1
@@ -210,6 +274,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--batch-size", type=_positive_int, default=1, help="events per network call")
     c.add_argument("--t-beta", type=float, default=None, help="condensation threshold (default: model's)")
     c.add_argument("--t-d", type=float, default=None, help="cluster radius in clustering space")
+    _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 
     v = sub.add_parser("evaluate", help="compare clustering methods on the same events",
@@ -226,6 +291,7 @@ def add_commands(sub: Any) -> None:
     v.add_argument("--displays", type=int, default=2, help="events drawn per method (default 2)")
     v.add_argument("--no-scan", action="store_true", help="skip the t_beta x t_d scan")
     v.add_argument("--print", action="store_true", help="print the report table")
+    _add_batch_options(v)
     v.set_defaults(func=cmd_evaluate, argv=None)
 
     e = sub.add_parser("export", help="export a trained network to ONNX or TorchScript",
@@ -233,7 +299,16 @@ def add_commands(sub: Any) -> None:
                                    "(voxelisation, kernel maps) runs outside, see docs/architecture.md.")
     e.add_argument("--model", default=None, help="checkpoint or run directory (default: shipped model)")
     e.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    e.add_argument("--out", required=True, help="output file")
+    e.add_argument("--out", default=None, help="output file of the network alone")
+    e.add_argument("--triton-repo", default=None, metavar="DIR",
+                   help="write an NVIDIA Triton model repository: pre-processing (Python "
+                        "backend), network, condensation and an ensemble chaining them "
+                        "(docs/serving-triton.md)")
+    e.add_argument("--triton-name", default="caloreco", metavar="NAME",
+                   help="name of the ensemble in the repository (default caloreco; the "
+                        "other models are NAME_preprocess, NAME_network, NAME_postprocess)")
+    e.add_argument("--force", action="store_true",
+                   help="replace an existing non-empty --triton-repo directory")
     e.set_defaults(func=cmd_export)
 
 

@@ -1,0 +1,142 @@
+"""``caloreco cluster`` per shard: one predictions file per input shard.
+
+:class:`ClusterJob` clusters the events of one shard with
+:class:`~caloreco.clustering.model_clustering.ModelClusterer` and writes
+``OUT/<shard name>`` (:func:`~caloreco.data.predictions.write_predictions`, atomic). The
+serial command and every Dask worker run this same code, so their files are identical.
+:func:`cluster_summary` reduces the shard results to ``clusters.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from caloreco.batch.shards import BatchRun, cached, check_sha256, file_sha256
+
+if TYPE_CHECKING:
+    from caloreco.clustering.model_clustering import ModelClusterer
+
+
+def checkpoint_file(model: str | Path | None, shipped: str = "spvcnn") -> Path:
+    """The checkpoint file that :func:`~caloreco.training.checkpoint.load_checkpoint` reads
+    for ``model`` (a file, or the ``best.pt``/``last.pt``/``model.pt`` of a run directory;
+    None: the shipped ``shipped`` model). Missing files are reported by the loader."""
+    from caloreco.clustering.model_clustering import pretrained_path
+
+    if model is None:
+        return pretrained_path(shipped)
+    path = Path(model)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt", "model.pt"):
+            if (path / name).exists():
+                return path / name
+    return path
+
+
+@dataclass(frozen=True)
+class ClusterJob:
+    """Cluster the events of a shard (see the module docstring).
+
+    Build with :meth:`create`, which loads (and so checks) the model here first.
+
+    Attributes:
+        out: output directory.
+        checkpoint: checkpoint file, or None for the shipped model (each worker then uses
+            its own installed copy, checked against ``model_sha256``).
+        model_sha256: hash of the checkpoint file (part of the identity).
+        device, batch_size: where the network runs, events per network call.
+        t_beta, t_d: the condensation thresholds in use (the model's unless overridden).
+    """
+
+    out: Path
+    checkpoint: str | None
+    model_sha256: str
+    device: str
+    batch_size: int
+    t_beta: float
+    t_d: float
+    name: str = "cluster"
+
+    @classmethod
+    def create(cls, out: str | Path, model: str | Path | None = None, *, device: str = "cpu",
+               batch_size: int = 1, t_beta: float | None = None,
+               t_d: float | None = None) -> "ClusterJob":
+        """Resolve and hash the checkpoint, load it into this process's cache (which checks
+        it and gives the thresholds in effect) and describe the job.
+
+        Raises:
+            InputFileError: a missing or unreadable checkpoint.
+            ConfigError: bad thresholds, batch size or device.
+        """
+        from caloreco.clustering.model_clustering import ModelClusterer
+
+        path = checkpoint_file(model)
+        clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d)
+        job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
+                  batch_size, clusterer.t_beta, clusterer.t_d)
+        with cached(job._key(), lambda: clusterer):  # serial runs reuse it
+            pass
+        return job
+
+    def _key(self) -> tuple[Any, ...]:
+        return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d)
+
+    def _load(self) -> ModelClusterer:
+        from caloreco.clustering.model_clustering import ModelClusterer
+
+        path = checkpoint_file(self.checkpoint)
+        check_sha256(path, self.model_sha256, "the checkpoint")
+        return ModelClusterer.from_checkpoint(path, device=self.device, t_beta=self.t_beta,
+                                              t_d=self.t_d)
+
+    def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
+        return cached(self._key(), self._load)
+
+    def identity(self, shard: Path) -> dict[str, Any]:
+        return {"model_sha256": self.model_sha256, "device": self.device,
+                "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d}
+
+    def outputs(self, shard: Path) -> list[str]:
+        return [shard.name]
+
+    def process(self, shard: Path) -> dict[str, Any]:
+        from caloreco.clustering.model_clustering import Timings
+        from caloreco.data.parquet import read_events
+        from caloreco.data.predictions import write_predictions
+
+        events = read_events(shard)
+        with self._clusterer() as clusterer:
+            clusterer.timings = Timings()  # this shard's stages only
+            preds = clusterer.cluster_events(events, batch_size=self.batch_size)
+            timings = clusterer.timings.as_dict()
+        write_predictions(self.out / shard.name, events, [p.cluster_id for p in preds],
+                          [p.beta for p in preds])
+        return {"input": str(shard), "file": shard.name, "n_events": len(events),
+                "n_hits": int(sum(e.n_hits for e in events)), "timings": timings}
+
+
+def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
+                    model_label: str) -> dict[str, Any]:
+    """The ``clusters.json`` dictionary: model, thresholds, totals, shards written, stage
+    timings summed over shards; with Dask also ``batch`` (runner, shard counts, failures)."""
+    ok = [r for r in run.results if r.status != "failed"]
+    timings: dict[str, float] = {}
+    for r in ok:
+        for k, v in r.summary["timings"].items():
+            timings[k] = timings.get(k, 0) + v
+    summary: dict[str, Any] = {
+        "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d,
+        "n_events": sum(r.summary["n_events"] for r in ok),
+        "n_hits": sum(r.summary["n_hits"] for r in ok),
+        "seconds": seconds,
+        "shards": [{k: r.summary[k] for k in ("input", "file", "n_events")} for r in ok],
+        "timings": timings,
+    }
+    if run.runner["runner"] != "serial":
+        summary["batch"] = {**run.runner, "done": run.count("done"),
+                            "skipped": run.count("skipped"),
+                            "failed": [{"input": r.shard, "error": r.error} for r in run.failed]}
+    return summary
