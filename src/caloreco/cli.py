@@ -51,6 +51,10 @@ def _sim_config(args: argparse.Namespace) -> Any:
     cfg = SimulationConfig()
     digi = replace(cfg.digi, threshold_sigma=args.threshold, noise=not args.no_noise)
     truth = replace(cfg.truth, merge_shared_fraction=args.merge_fraction)
+    if getattr(args, "truth", "merged") == "particle":  # one truth cluster per particle
+        from caloreco.simulation.truth import truth_params
+
+        truth = truth_params("particle")
     return replace(cfg, digi=digi, truth=truth)
 
 
@@ -68,6 +72,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             opts["eta"] = (-1.2, 1.2)
         if args.phi is not None:
             opts["phi"] = args.phi
+    elif args.preset == "pythia":
+        opts = {"process": args.process, "pileup": args.pileup, "detector": args.detector}
+        if args.pt_hat_min is not None:
+            opts["pt_hat_min"] = args.pt_hat_min
     else:
         opts = {"pileup": pileup}
         if args.eta is not None:
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate events into Parquet shards",
                        description="Simulate events with the fast shower simulation; writes shards and manifest.json.")
-    s.add_argument("--preset", choices=["gun", "dtau"], default="dtau", help="event generator (default dtau)")
+    s.add_argument("--preset", choices=["gun", "dtau", "pythia"], default="dtau", help="event generator (default dtau)")
     s.add_argument("--events", type=_positive_int, required=True, help="number of events")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--shards", type=_positive_int, default=1, help="number of Parquet shards (default 1)")
@@ -236,7 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--phi", type=_range, default=None, help="phi or LOW,HIGH [rad]")
     s.add_argument("--n-particles", type=_positive_int, default=1, help="gun particles per event")
     s.add_argument("--close-by", type=float, default=0.0, help="place gun particles within this distance [cm] (overlaps)")
-    s.add_argument("--pileup", type=float, default=0.0, help="mean number of soft pileup particles (default 0)")
+    s.add_argument("--pileup", type=float, default=0.0,
+                   help="mean number of soft pileup particles; pythia: of minimum-bias interactions (default 0)")
+    s.add_argument("--process", choices=["ttbar", "zmumu", "ztautau"], default="ttbar",
+                   help="pythia preset: hard process (default ttbar)")
+    s.add_argument("--pt-hat-min", type=float, default=None, help="pythia preset: pTHatMin of zmumu [GeV] (default 20)")
+    s.add_argument("--truth", choices=["merged", "particle"], default="merged",
+                   help="truth clusters: merged particle showers (default) or one per particle (dominant particle)")
     s.add_argument("--threshold", type=float, default=3.0, help="zero suppression in noise sigmas (default 3)")
     s.add_argument("--no-noise", action="store_true", help="no electronics noise and no noise hits")
     s.add_argument("--merge-fraction", type=float, default=0.3, help="shared-energy fraction that merges truth showers")
@@ -288,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.add_commands(sub)
     from caloreco import cli_bench
     cli_bench.add_commands(sub)
+    from caloreco import cli_physics
+    cli_physics.add_commands(sub)
     return p
 
 

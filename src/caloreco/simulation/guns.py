@@ -202,6 +202,11 @@ def _rotate(theta: float, phi: float, dtheta: float, azimuth: float) -> tuple[fl
 
 PRESETS: dict[str, type] = {"gun": GunConfig, "dtau": DTauConfig}
 
+# Pythia 8 events propagated to the calorimeter (Pythia itself is imported only when events are made)
+from caloreco.generators.preset import PythiaConfig  # noqa: E402
+
+PRESETS["pythia"] = PythiaConfig
+
 
 def make_generator(preset: str, **options: Any) -> Generator:
     """Build the generator of ``preset`` with keyword overrides of its fields."""

@@ -19,6 +19,7 @@ import numpy as np
 import caloreco
 from caloreco.data.parquet import write_events
 from caloreco.errors import ConfigError
+from caloreco.generators.io import GENERATOR_DIR, generator_path
 from caloreco.geometry.registry import make_detector
 from caloreco.simulation.guns import make_generator
 from caloreco.simulation.simulator import SimulationConfig, Simulator
@@ -53,24 +54,42 @@ class DatasetSpec:
         return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def simulate_range(spec: DatasetSpec, start: int, stop: int) -> list:
-    """Simulate events [start, stop) of the data set."""
+def simulate_range(spec: DatasetSpec, start: int, stop: int, *, records: list | None = None) -> list:
+    """Simulate events [start, stop) of the data set.
+
+    With a ``records`` list and a generator that keeps generator truth
+    (``generate_with_record``, the ``pythia`` preset), ``(event_id, record)`` pairs are
+    appended to it; the events are the same either way.
+    """
     detector = make_detector(spec.detector, **spec.detector_options)
     generator = make_generator(spec.preset, **spec.preset_options)
     sim = Simulator(detector, spec.sim_config)
+    with_record = getattr(generator, "generate_with_record", None)
     events = []
     for i in range(start, stop):
         rng = np.random.default_rng([spec.seed, i])
-        events.append(sim.simulate(generator.generate(rng), rng, event_id=i))
+        if with_record is not None:
+            particles, record = with_record(rng)
+            if records is not None:
+                records.append((i, record))
+        else:
+            particles = generator.generate(rng)
+        events.append(sim.simulate(particles, rng, event_id=i))
     return events
 
 
 def _shard_job(args: tuple[DatasetSpec, int, int, str]) -> dict[str, Any]:
     spec, start, stop, path = args
-    events = simulate_range(spec, start, stop)
+    records: list = []
+    events = simulate_range(spec, start, stop, records=records)
     write_events(events, path)
-    return {"file": Path(path).name, "first_event": start, "n_events": stop - start,
-            "n_hits": int(sum(e.n_hits for e in events))}
+    entry = {"file": Path(path).name, "first_event": start, "n_events": stop - start,
+             "n_hits": int(sum(e.n_hits for e in events))}
+    if records:  # generator truth beside the shard: generator/<shard name>
+        gen_path = generator_path(path)
+        make_generator(spec.preset, **spec.preset_options).write_records(records, gen_path)
+        entry["generator_file"] = f"{GENERATOR_DIR}/{gen_path.name}"
+    return entry
 
 
 def _jsonable(obj: Any) -> Any:
@@ -114,6 +133,10 @@ def simulate_dataset(spec: DatasetSpec, out_dir: str | Path, *, workers: int = 1
     current = {s["file"] for s in shards}
     for stale in out.glob("events-*.parquet"):
         if stale.name not in current:
+            stale.unlink()
+    current_gen = {s.get("generator_file") for s in shards}
+    for stale in out.glob(f"{GENERATOR_DIR}/events-*.parquet"):
+        if f"{GENERATOR_DIR}/{stale.name}" not in current_gen:
             stale.unlink()
     manifest = _jsonable(manifest)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

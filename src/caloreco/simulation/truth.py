@@ -17,12 +17,28 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from caloreco.data.event import ClusterType
+from caloreco.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class TruthParams:
     merge_shared_fraction: float = 0.3  # shared-energy fraction above which showers merge
     merge_distance_cm: float = 0.0  # merge particles entering closer than this (0: off)
+
+
+#: ``merge_shared_fraction`` that never merges: shared energy never exceeds the smaller
+#: deposit, so with a fraction > 1 every particle is its own truth cluster.
+NO_MERGE = 2.0
+#: Truth definitions selectable at simulation time: ``merged`` particle showers (default) or
+#: ``particle``, one truth cluster per particle (a hit's truth is its dominant particle).
+TRUTH_DEFINITIONS = ("merged", "particle")
+
+
+def truth_params(definition: str, merge_shared_fraction: float = 0.3) -> TruthParams:
+    """:class:`TruthParams` of a truth definition (:data:`TRUTH_DEFINITIONS`)."""
+    if definition not in TRUTH_DEFINITIONS:
+        raise ConfigError(f"unknown truth definition '{definition}'; choose one of {list(TRUTH_DEFINITIONS)}")
+    return TruthParams(merge_shared_fraction=NO_MERGE if definition == "particle" else merge_shared_fraction)
 
 
 @dataclass

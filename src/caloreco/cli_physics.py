@@ -1,0 +1,65 @@
+"""Command-line handler of the physics validation: ``caloreco physics``.
+
+Registered on the main parser by :func:`add_commands`; like :mod:`caloreco.cli` it only
+parses arguments and calls :func:`caloreco.physics.analysis.run_physics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    from caloreco.cli import _positive_int as pi
+
+    return pi(text)
+
+
+def cmd_physics(args: argparse.Namespace) -> int:
+    from caloreco.physics.analysis import PhysicsConfig, run_physics
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.spvcnn_model and "spvcnn" not in methods:
+        methods.append("spvcnn")
+    cfg = PhysicsConfig(process=args.process, events=args.events, pileup=args.pileup, detector=args.detector,
+                        seed=args.seed, methods=tuple(methods), spvcnn_model=args.spvcnn_model,
+                        device=args.device, gen_jet_pt_min=args.gen_jet_pt_min, workers=args.workers)
+    summary = run_physics(cfg, args.out, data=args.data)
+    print(f"physics validation of {summary['n_events']} events ({summary['config']['process']}, "
+          f"{summary['detector']}) -> {Path(args.out) / 'physics.md'}")
+    for name, m in summary["methods"].items():
+        rows = [r for r in m["jets_vs_pt"] if r["n"] > 0]
+        n = sum(r["n"] for r in rows)
+        line = f"  {name}: {n} matched jets"
+        if rows:
+            best = max(rows, key=lambda r: r["n"])
+            line += (f", response {best['median']:.3f}, rel. resolution {best['rel_sigma']:.3f} "
+                     f"at pT {best['lo']:g}-{best['hi']:g} GeV")
+        if "recoil_vs_qt" in m:
+            n_z = sum(r["n"] for r in m["recoil_vs_qt"])
+            line += f"; recoil of {n_z} Z events"
+        print(line)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``physics`` on the sub-parser collection."""
+    p = sub.add_parser("physics", help="jet / MET / neutral-hadron validation on Pythia events",
+                       description="Generate Pythia events (or read a --preset pythia data set), cluster them "
+                                   "with truth, PF and optionally a trained SPVCNN, and write jet energy "
+                                   "response/resolution, hadronic-recoil and neutral-hadron tables and plots.")
+    p.add_argument("--out", required=True, help="output directory (report; generated data in OUT/data)")
+    p.add_argument("--data", default=None, help="existing data set simulated with --preset pythia (skip generation)")
+    p.add_argument("--process", choices=["ttbar", "zmumu", "ztautau"], default="ttbar")
+    p.add_argument("--events", type=_positive_int, default=20, help="events to generate (default 20)")
+    p.add_argument("--pileup", type=float, default=0.0, help="mean number of pileup interactions (default 0)")
+    p.add_argument("--detector", choices=["hcal-barrel", "hgcal"], default="hcal-barrel")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=_positive_int, default=1, help="simulation processes (default 1)")
+    p.add_argument("--methods", default="truth,pf", help="comma-separated: truth, pf, spvcnn (default truth,pf)")
+    p.add_argument("--spvcnn-model", default=None, help="trained checkpoint (file or run dir) for this detector")
+    p.add_argument("--device", default="cpu", help="device of the network (default cpu)")
+    p.add_argument("--gen-jet-pt-min", type=float, default=20.0, help="gen-jet pT threshold [GeV] (default 20)")
+    p.set_defaults(func=cmd_physics)
