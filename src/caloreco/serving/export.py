@@ -89,8 +89,7 @@ def export_onnx(frozen: FrozenNetwork, example: tuple[Tensor, ...], path: str | 
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise MissingDependencyError("ONNX export needs onnx and onnxscript: pip install "
-                                     "'caloreco[export]'") from exc
+        raise MissingDependencyError("onnx onnxscript", "ONNX export") from exc
     path = Path(path)
     input_names = ["features", *frozen.names]
     with atomic_path(path) as tmp:
@@ -99,6 +98,25 @@ def export_onnx(frozen: FrozenNetwork, example: tuple[Tensor, ...], path: str | 
                                  dynamic_shapes=_dynamic_shapes(frozen.names), verbose=False)
         prog.save(str(tmp), external_data=False)
     return path
+
+
+def onnx_session(path: str | Path, *, providers: Sequence[str] = ("CPUExecutionProvider",)):  # type: ignore[no-untyped-def]
+    """An onnxruntime session that computes the exported network correctly.
+
+    The exported ``index_add`` is ``ScatterND(reduction="add")``, and onnxruntime's CPU
+    kernel splits the updates of one ScatterND over its intra-op threads without atomic
+    adds, so rows that share a voxel race: with 2 threads beta came out wrong by up to 0.16
+    on a dtau event, and differently from run to run (microsoft/onnxruntime#18048,
+    #23396). One intra-op thread is exact; parallelism belongs across requests (sessions or
+    Triton instances). The Triton repository sets the same (``intra_op_thread_count``).
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError("onnxruntime", "running an exported ONNX network") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
 def export_torchscript(frozen: FrozenNetwork, example: tuple[Tensor, ...], path: str | Path) -> Path:
