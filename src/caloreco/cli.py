@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from caloreco.cli_types import positive_int as _positive_int
 from caloreco.errors import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -30,16 +31,6 @@ def _range(text: str) -> float | tuple[float, float]:
     if len(values) == 2:
         return (values[0], values[1])
     raise argparse.ArgumentTypeError(f"expected a number or a range LOW,HIGH, got '{text}'")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
-    return v
 
 
 # ---------------------------------------------------------------------------- simulate

@@ -6,17 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from caloreco.cli_types import int_list as _int_list
 from caloreco.errors import ConfigError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got '{text}'")
-    return values
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

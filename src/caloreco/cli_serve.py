@@ -8,25 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0..65535 (0 = a free port), got {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+from caloreco.cli_types import non_negative_int as _non_negative_int
+from caloreco.cli_types import port as _port
+from caloreco.cli_types import positive_int as _positive_int
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -50,7 +34,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add the ``serve`` sub-command to the main parser."""
-    from caloreco.cli import _positive_int
 
     s = sub.add_parser("serve", help="inference server (KServe v2 / Triton protocol, HTTP + gRPC)",
                        description="Serve a clustering model over the KServe v2 inference protocol "
