@@ -132,3 +132,23 @@ def test_cluster_summary() -> None:
     assert all(len(v) == 0 for v in empty.values())
     with pytest.raises(InvalidDataError, match="energy has 2 entries"):
         cluster_summary(cid, energy[:2], x, y, z)
+
+
+@pytest.mark.parametrize("block", [1 << 22, 64])
+def test_batched_assignment_equals_per_event(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """The CUDA assignment (all events at once) and the CPU one (event by event) agree;
+    run here on CPU tensors, so CI exercises the GPU algorithm too."""
+    monkeypatch.setattr(cc, "_BLOCK_ELEMENTS", block)
+    calls = []
+    orig = cc._assign_per_event
+    monkeypatch.setattr(cc, "_assign_per_event",
+                        lambda out, hit_order, hit_end, points, near:
+                        calls.append((out.clone(), hit_order, points, near)) or
+                        orig(out, hit_order, hit_end, points, near))
+    beta, x, batch = _random(7, 500, 4)
+    ref = condensation_clustering(beta, x, batch, t_beta=0.1, t_d=0.5)
+    out0, hit_order, points, _ = calls[0]
+    _, event = torch.unique(batch, return_inverse=True)
+    cc._assign(out0, x, event, hit_order, points, 0.5 ** 2)
+    np.testing.assert_array_equal(out0.numpy(), ref.numpy())
+    assert (ref >= 0).any() and (ref == -1).any()
