@@ -36,7 +36,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     models = {k: v for k, v in (("spvcnn", args.spvcnn_model), ("gravnet", args.gravnet_model)) if v}
     print(f"{len(events)} events from {source}; torch threads {torch.get_num_threads()}; "
           f"best of {args.repeat} passes after a warm-up", flush=True)
-    rows = measure(names, events, device=args.device, batch_sizes=args.batch_sizes,
+    batch_sizes = args.batch_sizes or ([1, 4, 16, 64] if args.device.startswith("cuda") else [1])
+    rows = measure(names, events, device=args.device, batch_sizes=batch_sizes,
                    models=models, repeat=args.repeat, baseline=baseline,
                    on_row=lambda r: print(f"  measured {r.method} batch {r.batch_size}: "
                                           f"{r.ms_per_event:.1f} ms/event", flush=True))
@@ -58,8 +59,8 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--seed", type=int, default=303, help="seed of simulated events (default 303)")
     b.add_argument("--methods", default="spvcnn,gravnet,clue,pf")
     b.add_argument("--device", default="cpu", help="where networks run: cpu, cuda")
-    b.add_argument("--batch-sizes", type=_int_list, default=[1],
-                   help="events per network call, e.g. 1,4,16,64 (default 1)")
+    b.add_argument("--batch-sizes", type=_int_list, default=None,
+                   help="events per network call (default 1 on CPU, 1,4,16,64 on CUDA)")
     b.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     b.add_argument("--repeat", type=int, default=2, help="timed passes, best kept (default 2)")
     b.add_argument("--baseline", default="clue", help="method the ratios refer to (default clue)")
