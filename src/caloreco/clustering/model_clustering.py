@@ -105,6 +105,8 @@ class ModelClusterer:
         t0 = time.perf_counter()
         features, points, batch = (t.to(self.device) for t in (features, points, batch))
         mgr = self.model.prepare(points, batch) if hasattr(self.model, "prepare") else None
+        if mgr is not None and hasattr(self.model, "build_maps"):
+            self.model.build_maps(mgr)  # kernel and point maps: counted as preparation
         self._sync()
         t1 = time.perf_counter()
         out = self.model.run(features, mgr) if mgr is not None else self.model(features, points, batch)
