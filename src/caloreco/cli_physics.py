@@ -1,7 +1,9 @@
-"""Command-line handler of the physics validation: ``caloreco physics``.
+"""Command-line handlers of the physics validation: ``caloreco physics`` and ``caloreco
+pf-targets``.
 
-Registered on the main parser by :func:`add_commands`; like :mod:`caloreco.cli` it only
-parses arguments and calls :func:`caloreco.physics.analysis.run_physics`.
+Registered on the main parser by :func:`add_commands`; like :mod:`caloreco.cli` they only
+parse arguments and call :func:`caloreco.physics.analysis.run_physics` and
+:func:`caloreco.physics.targets.write_pf_target_dataset`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def cmd_physics(args: argparse.Namespace) -> int:
         methods.append("spvcnn")
     cfg = PhysicsConfig(process=args.process, events=args.events, pileup=args.pileup, detector=args.detector,
                         seed=args.seed, methods=tuple(methods), spvcnn_model=args.spvcnn_model,
+                        spvcnn_t_beta=args.spvcnn_t_beta, spvcnn_t_d=args.spvcnn_t_d,
                         device=args.device, gen_jet_pt_min=args.gen_jet_pt_min, workers=args.workers)
     summary = run_physics(cfg, args.out, data=args.data)
     print(f"physics validation of {summary['n_events']} events ({summary['config']['process']}, "
@@ -44,8 +47,20 @@ def cmd_physics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pf_targets(args: argparse.Namespace) -> int:
+    import time
+
+    from caloreco.physics.targets import write_pf_target_dataset
+
+    t0 = time.perf_counter()
+    manifest = write_pf_target_dataset(args.data, args.out)
+    print(f"wrote {manifest['n_events']} events with PF-cluster targets "
+          f"({manifest['n_target_clusters']} clusters) to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    """Register ``physics`` on the sub-parser collection."""
+    """Register ``physics`` and ``pf-targets`` on the sub-parser collection."""
     p = sub.add_parser("physics", help="jet / MET / neutral-hadron validation on Pythia events",
                        description="Generate Pythia events (or read a --preset pythia data set), cluster them "
                                    "with truth, PF and optionally a trained SPVCNN, and write jet energy "
@@ -59,7 +74,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=_positive_int, default=1, help="simulation processes (default 1)")
     p.add_argument("--methods", default="truth,pf", help="comma-separated: truth, pf, spvcnn (default truth,pf)")
-    p.add_argument("--spvcnn-model", default=None, help="trained checkpoint (file or run dir) for this detector")
+    p.add_argument("--spvcnn-model", default=None, help="trained checkpoint (file or run dir) for this detector; shipped: "
+                        "src/caloreco/pretrained/spvcnn_hcal.pt (hcal-barrel), spvcnn_dtau.pt (hgcal)")
+    p.add_argument("--spvcnn-t-beta", type=float, default=None, help="condensation threshold (default: the model's)")
+    p.add_argument("--spvcnn-t-d", type=float, default=None,
+                   help="condensation radius (default: the model's); larger leaves fewer hits unclustered")
     p.add_argument("--device", default="cpu", help="device of the network (default cpu)")
     p.add_argument("--gen-jet-pt-min", type=float, default=20.0, help="gen-jet pT threshold [GeV] (default 20)")
     p.set_defaults(func=cmd_physics)
+
+    t = sub.add_parser("pf-targets", help="copy a data set with PF clusters as the truth (training targets)",
+                       description="Rewrite every shard of a data set with the CMS PF clusters of its hits as "
+                                   "truth clusters (target definition (b), caloreco.physics.targets), for "
+                                   "'caloreco train' or evaluation against PF; generator truth is copied.")
+    t.add_argument("--data", required=True, help="data set directory (with manifest.json)")
+    t.add_argument("--out", required=True, help="output data set directory (not --data)")
+    t.set_defaults(func=cmd_pf_targets)

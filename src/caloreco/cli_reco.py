@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
                           f"repulsive, beta or noise")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
-                      loss_weights=weights,
+                      loss_weights=weights, encoding={"kind": args.encoding},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
@@ -228,7 +228,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   f"fix or remove the failed shard(s) and re-run.", file=sys.stderr)
             return 1
     else:
-        methods = make_methods(names, models=models, device=args.device)
+        from caloreco.evaluation.report import dataset_detector
+
+        methods = make_methods(names, models=models, device=args.device,
+                               pf_detector=dataset_detector(args.data))
         summary = evaluate(args.data, methods, args.out, max_events=args.max_events,
                            scan=not args.no_scan, displays=args.displays, command=command)
     print((Path(args.out) / "report.md").read_text().split("\n\n## ")[0] if args.print else
@@ -250,6 +253,9 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--cr", type=float, default=None, help="SPVCNN channel ratio (default 0.5)")
     t.add_argument("--coord-dim", type=int, default=None, help="clustering-space dimension")
+    t.add_argument("--encoding", choices=["hgcal", "hcal"], default="hgcal",
+                   help="hit encoding: hgcal (x, y, layer voxels; default) or hcal (barrel "
+                        "eta, phi, depth voxels); stored in the checkpoints")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
                    help="coefficient of a loss term: attractive, repulsive, beta, noise "

@@ -46,3 +46,20 @@ def test_bench_command_writes_json(dtau_dataset, tmp_path, capsys):
     assert entry(["bench", "--data", str(dtau_dataset), "--methods", "pf", "--baseline",
                   "clue"]) == 2
     assert "not among" in capsys.readouterr().err
+
+
+def test_dataset_detector_from_manifest(dtau_dataset, tmp_path):
+    """``evaluate`` sets up PF clustering for the detector the data were simulated for."""
+    from caloreco.errors import InputFileError
+    from caloreco.evaluation.report import dataset_detector
+
+    assert dataset_detector(dtau_dataset) == "hgcal"
+    assert dataset_detector(sorted(dtau_dataset.glob("*.parquet"))[0]) == "hgcal"
+    (tmp_path / "hcal").mkdir()
+    (tmp_path / "hcal" / "manifest.json").write_text('{"detector": "hcal-barrel"}')
+    assert dataset_detector(tmp_path / "hcal") == "hcal-barrel"
+    assert dataset_detector(tmp_path) == "hgcal"  # no manifest: a converted foreign file
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(InputFileError, match="manifest"):
+        dataset_detector(tmp_path / "bad")

@@ -143,6 +143,7 @@ class EvaluateJob:
         displays: labels of this many first events kept per shard for the pictures.
         warmup: run each method once on the shard's first event before timing it (once per
             worker process).
+        pf_detector: detector settings of the ``pf`` method (the data set's detector).
     """
 
     out: Path
@@ -156,6 +157,7 @@ class EvaluateJob:
     displays: int
     warmup: bool = True
     name: str = "evaluate"
+    pf_detector: str = "hgcal"
 
     def _limit(self, shard: Path) -> int | None:
         return dict(self.limits).get(shard.name)
@@ -165,13 +167,13 @@ class EvaluateJob:
                 "models": {n: sha for n, _, sha in self.models}, "device": self.device,
                 "limit": self._limit(shard), "scan": self.scan,
                 "scan_t_beta": list(self.scan_t_beta), "scan_t_d": list(self.scan_t_d),
-                "displays": self.displays, "warmup": self.warmup}
+                "displays": self.displays, "warmup": self.warmup, "pf_detector": self.pf_detector}
 
     def outputs(self, shard: Path) -> list[str]:
         return [f"{PARTIAL_DIR}/{shard.name}.json"]
 
     def _key(self) -> tuple[Any, ...]:
-        return ("evaluate", self.methods, self.models, self.device)
+        return ("evaluate", self.methods, self.models, self.device, self.pf_detector)
 
     def _load(self) -> dict[str, Any]:
         from caloreco.evaluation.methods import make_methods
@@ -181,7 +183,8 @@ class EvaluateJob:
             path = checkpoint_file(ckpt, shipped=name)
             check_sha256(path, sha, f"the {name} checkpoint")
             files[name] = str(path)
-        return {"methods": make_methods(list(self.methods), models=files, device=self.device),
+        return {"methods": make_methods(list(self.methods), models=files, device=self.device,
+                                        pf_detector=self.pf_detector),
                 "warm": set()}
 
     def process(self, shard: Path) -> dict[str, Any]:
@@ -253,7 +256,7 @@ def _event_limits(shards: Sequence[Path], max_events: int | None
 def create_job(out: str | Path, names: Sequence[str], *, models: Mapping[str, str | None],
                device: str, limits: tuple[tuple[str, int], ...], scan: bool, displays: int,
                scan_t_beta: Sequence[float] | None = None,
-               scan_t_d: Sequence[float] | None = None) -> EvaluateJob:
+               scan_t_d: Sequence[float] | None = None, pf_detector: str = "hgcal") -> EvaluateJob:
     """Check the method names and checkpoints here (before any task) and describe the job.
 
     Raises:
@@ -282,7 +285,8 @@ def create_job(out: str | Path, names: Sequence[str], *, models: Mapping[str, st
                          file_sha256(path)))
     return EvaluateJob(Path(out), tuple(names), tuple(nets), device, limits, scan,
                        tuple(float(t) for t in (scan_t_beta or SCAN_T_BETA)),
-                       tuple(float(t) for t in (scan_t_d or SCAN_T_D)), int(displays))
+                       tuple(float(t) for t in (scan_t_d or SCAN_T_D)), int(displays),
+                       pf_detector=pf_detector)
 
 
 def merge_partials(job: EvaluateJob, partials: Sequence[Mapping[str, Any]]
@@ -417,8 +421,10 @@ def run_evaluation(data: str | Path, names: Sequence[str], out: str | Path, *,
                                    or max_events < 1):
         raise ConfigError(f"max_events must be an integer >= 1 or None, got {max_events!r}")
     shards, limits = _event_limits(_shard_paths(data), max_events)
+    from caloreco.evaluation.report import dataset_detector
+
     job = create_job(out, names, models=dict(models or {}), device=device, limits=limits,
-                     scan=scan, displays=displays)
+                     scan=scan, displays=displays, pf_detector=dataset_detector(data))
     job.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     run = run_shards(job, shards, scheduler=scheduler, workers=workers, on_result=on_result)

@@ -33,7 +33,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from caloreco.data.event import ClusterType, Event
-from caloreco.errors import ConfigError, InvalidDataError
+from caloreco.errors import ConfigError, InputFileError, InvalidDataError
 from caloreco.evaluation.methods import Method, check_predictions
 from caloreco.metrics import ClusteringEvaluator, match_clusters, matched_energies
 from caloreco.utils.atomic import atomic_write_text
@@ -52,6 +52,21 @@ TYPE_NAMES = tuple(c.name for c in ClusterType)
 
 _NAME_RULE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DPI = 90
+
+
+def dataset_detector(data: str | Path) -> str:
+    """The detector a data set was simulated for (``manifest.json`` beside the shards;
+    ``"hgcal"`` when there is none, e.g. a converted foreign file)."""
+    import json
+
+    path = Path(data)
+    manifest = (path if path.is_dir() else path.parent) / "manifest.json"
+    if not manifest.exists():
+        return "hgcal"
+    try:
+        return str(json.loads(manifest.read_text()).get("detector", "hgcal"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(manifest, f"unreadable data-set manifest: {exc}") from exc
 
 
 def load_events(data: str | Path, max_events: int | None = None) -> tuple[list[Event], list[Path]]:

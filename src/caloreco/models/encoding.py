@@ -17,12 +17,19 @@ cell type   one-hot of the 5 :class:`caloreco.geometry.CellType` codes (zeros if
 Voxel positions: ``((x - origin) / v, (y - origin) / v, layer - 1/2 (+ gap for z < 0))``
 with ``v = voxel_cm``: transverse voxels of ``voxel_cm`` and one layer deep, the two
 endcaps separated by ``endcap_gap`` layers so that no kernel reaches across.
+
+Encodings by detector (the registry :data:`ENCODINGS`, chosen with ``caloreco train
+--encoding``): ``hgcal`` is :class:`HitEncoding` (this module), ``hcal`` the barrel's
+:class:`~caloreco.models.hcal_encoding.HcalEncoding` (eta, phi, depth voxels). Every
+encoding has ``kind``, ``n_features``, ``features(hits)``, ``points(hits)`` and
+``to_dict()``; a stored dict names its ``kind`` (dicts without one, from checkpoints
+written before the registry, are ``hgcal``) and :func:`encoding_from_dict` rebuilds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -47,14 +54,19 @@ class HitEncoding:
         origin_cm: lower corner of the voxel grid in x and y [cm].
         layers_per_voxel: longitudinal voxel size in layers.
         endcap_gap: voxel offset of the z < 0 endcap along the layer axis.
+        kind: the encoding's registry name, always ``"hgcal"`` (stored in checkpoints).
     """
 
     voxel_cm: float = 0.7
     origin_cm: float = -300.0
     layers_per_voxel: float = 1.0
     endcap_gap: int = 128
+    kind: str = "hgcal"
 
     def __post_init__(self) -> None:
+        if self.kind != "hgcal":
+            raise ConfigError(f"HitEncoding is the 'hgcal' encoding, got kind='{self.kind}'; "
+                              f"rebuild stored encodings with encoding_from_dict()")
         if not (self.voxel_cm > 0 and self.layers_per_voxel > 0):
             raise ConfigError(f"voxel sizes must be > 0, got voxel_cm={self.voxel_cm}, "
                               f"layers_per_voxel={self.layers_per_voxel}")
@@ -108,3 +120,57 @@ class HitEncoding:
                                    f"{hits['layer'][i]}) lies below the voxel grid origin "
                                    f"{self.origin_cm} cm")
         return p.astype(np.float32)
+
+
+class Encoding(Protocol):
+    """What the networks, trainer, clusterer and server read of a hit encoding
+    (:class:`HitEncoding`, :class:`~caloreco.models.hcal_encoding.HcalEncoding`)."""
+
+    kind: str
+
+    @property
+    def n_features(self) -> int: ...
+
+    def features(self, hits: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def points(self, hits: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: Encoding kinds, by detector: name -> ``"module:class"`` (imported when used).
+ENCODINGS: dict[str, str] = {"hgcal": "caloreco.models.encoding:HitEncoding",
+                             "hcal": "caloreco.models.hcal_encoding:HcalEncoding"}
+
+
+def encoding_class(kind: str) -> type:
+    """The encoding class registered as ``kind``.
+
+    Raises:
+        ConfigError: unknown ``kind`` (the message lists the registered ones).
+    """
+    if kind not in ENCODINGS:
+        raise ConfigError(f"unknown hit encoding '{kind}'; choose one of {sorted(ENCODINGS)}")
+    from importlib import import_module
+
+    module, name = ENCODINGS[kind].split(":")
+    return getattr(import_module(module), name)
+
+
+def make_encoding(kind: str = "hgcal", **options: Any) -> Encoding:
+    """An encoding of ``kind`` (``hgcal`` or ``hcal``) with ``options`` (its fields)."""
+    cls = encoding_class(kind)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options {sorted(options)} for the '{kind}' hit encoding: {exc}") from None
+
+
+def encoding_from_dict(stored: Mapping[str, Any]) -> Encoding:
+    """Rebuild an encoding from its ``to_dict()`` (as stored in checkpoints and configs).
+
+    A dict without ``kind`` (checkpoints written before the registry, or an empty
+    ``TrainConfig.encoding``) is the ``hgcal`` :class:`HitEncoding`.
+    """
+    options = dict(stored)
+    return make_encoding(str(options.pop("kind", "hgcal")), **options)

@@ -39,6 +39,10 @@ ACCEPTANCE = {"hcal-barrel": (0.0, 1.305, True),  # HB: 15 towers x 0.087 (geome
               "hgcal": (1.5, 3.0, False)}  # HGCAL TDR acceptance (geometry.hgcal)
 PT_EDGES = np.array([20.0, 30.0, 50.0, 80.0, 120.0, 200.0, 400.0, 1000.0])  # GeV
 QT_EDGES = np.array([0.0, 10.0, 20.0, 40.0, 70.0, 120.0, 200.0, 500.0])  # GeV
+#: Hit encoding (:data:`caloreco.models.encoding.ENCODINGS`) a network must read, per detector.
+ENCODING_OF_DETECTOR = {"hcal-barrel": "hcal", "hgcal": "hgcal"}
+#: Shipped SPVCNN per detector, in the package's ``pretrained`` directory.
+SHIPPED_SPVCNN = {"hcal-barrel": "spvcnn_hcal.pt", "hgcal": "spvcnn_dtau.pt"}
 ETA_EDGES = {"hcal-barrel": np.array([0.0, 0.435, 0.87, 1.305]),  # 5-tower rings
              "hgcal": np.array([1.5, 1.9, 2.3, 2.6, 3.0])}
 
@@ -55,6 +59,8 @@ class PhysicsConfig:
         seed: data-set seed (default 0).
         methods: clustering methods (default truth, pf); ``spvcnn`` needs ``spvcnn_model``.
         spvcnn_model: checkpoint file or run directory of a trained network for this detector.
+        spvcnn_t_beta, spvcnn_t_d: condensation thresholds of the network (default: the
+            checkpoint's operating point); a larger ``t_d`` leaves fewer hits unclustered.
         device: where the network runs (default cpu).
         gen_jet_pt_min: gen jets above this pT enter the tables [GeV] (default 20).
         reco_jet_pt_min: reco jets above this pT are matched [GeV] (default 5, well below
@@ -70,6 +76,8 @@ class PhysicsConfig:
     seed: int = 0
     methods: tuple[str, ...] = ("truth", "pf")
     spvcnn_model: str | None = None
+    spvcnn_t_beta: float | None = None
+    spvcnn_t_d: float | None = None
     device: str = "cpu"
     gen_jet_pt_min: float = 20.0
     reco_jet_pt_min: float = 5.0
@@ -85,10 +93,15 @@ class PhysicsConfig:
         if bad or not self.methods:
             raise ConfigError(f"methods must be a non-empty subset of {list(allowed)}, got {list(self.methods)}")
         if "spvcnn" in self.methods and not self.spvcnn_model:
-            raise ConfigError("method 'spvcnn' needs a trained checkpoint for this detector (--spvcnn-model); "
-                              "the shipped model is trained on the HGCAL dtau set")
+            raise ConfigError("method 'spvcnn' needs a trained checkpoint for this detector (--spvcnn-model): "
+                              "for hcal-barrel the shipped src/caloreco/pretrained/spvcnn_hcal.pt "
+                              "(spvcnn_checkpoint('hcal-barrel')), for hgcal spvcnn_dtau.pt")
         if self.events < 1:
             raise ConfigError(f"events must be >= 1, got {self.events}")
+        if self.spvcnn_t_beta is not None and not 0 < self.spvcnn_t_beta < 1:
+            raise ConfigError(f"spvcnn_t_beta must be in (0, 1), got {self.spvcnn_t_beta}")
+        if self.spvcnn_t_d is not None and not self.spvcnn_t_d > 0:
+            raise ConfigError(f"spvcnn_t_d must be > 0, got {self.spvcnn_t_d}")
 
 
 @dataclass
@@ -99,6 +112,8 @@ class PhysicsResult:
     recoil: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     neutral: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     recoil_reference: dict[str, np.ndarray] = field(default_factory=dict)  # generator particles reaching
+    clustered_energy: dict[str, float] = field(default_factory=dict)  # fraction of the hit energy in clusters
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # network methods: model, thresholds
     seconds: dict[str, float] = field(default_factory=dict)
     n_events: int = 0
 
@@ -141,11 +156,46 @@ def simulate(cfg: PhysicsConfig, out: str | Path) -> Path:
     return Path(out)
 
 
+def spvcnn_checkpoint(detector: str) -> Path:
+    """Path of the shipped SPVCNN for ``detector`` (:data:`SHIPPED_SPVCNN`: HB trained on PF
+    targets of ttbar events, HGCAL on the dtau preset)."""
+    from importlib import resources
+
+    if detector not in SHIPPED_SPVCNN:
+        raise ConfigError(f"no shipped SPVCNN for detector '{detector}'; one of {sorted(SHIPPED_SPVCNN)}")
+    path = Path(str(resources.files("caloreco") / "pretrained" / SHIPPED_SPVCNN[detector]))
+    if not path.exists():
+        raise InputFileError(path, f"no shipped SPVCNN for {detector} in the package")
+    return path
+
+
+def check_model_detector(model: str | Path, detector: str) -> None:
+    """Raise :class:`ConfigError` unless the checkpoint ``model`` reads hits of ``detector``
+    (its stored hit-encoding kind, :data:`ENCODING_OF_DETECTOR`)."""
+    from caloreco.training.checkpoint import load_checkpoint
+
+    kind = str(load_checkpoint(model).encoding.get("kind", "hgcal"))
+    want = ENCODING_OF_DETECTOR[detector]
+    if kind != want:
+        raise ConfigError(f"--spvcnn-model {model} was trained with the '{kind}' hit encoding, but the data are "
+                          f"{detector} hits (encoding '{want}'); use a model trained with --encoding {want}")
+
+
 def _methods(cfg: PhysicsConfig, detector: str) -> list[Any]:
     from caloreco.evaluation.methods import make_methods
 
     models = {"spvcnn": cfg.spvcnn_model} if "spvcnn" in cfg.methods else None
-    return make_methods(list(cfg.methods), models=models, device=cfg.device, pf_detector=detector)
+    if models:
+        check_model_detector(str(cfg.spvcnn_model), detector)
+    methods = make_methods(list(cfg.methods), models=models, device=cfg.device, pf_detector=detector)
+    for m in methods:
+        if m.name == "spvcnn":
+            clusterer = m.clusterer  # type: ignore[attr-defined]
+            if cfg.spvcnn_t_beta is not None:
+                clusterer.t_beta = cfg.spvcnn_t_beta
+            if cfg.spvcnn_t_d is not None:
+                clusterer.t_d = cfg.spvcnn_t_d
+    return methods
 
 
 def analyse(events: Sequence[Event], gens: Sequence[GeneratedEvent], detector: str,
@@ -163,6 +213,13 @@ def analyse(events: Sequence[Event], gens: Sequence[GeneratedEvent], detector: s
         t0 = time.perf_counter()
         labels = method.cluster(list(events))
         result.seconds[f"{method.name}_clustering"] = time.perf_counter() - t0
+        e_all = sum(float(ev.hits["energy"].sum()) for ev in events)
+        e_in = sum(float(ev.hits["energy"][lab >= 0].sum()) for ev, lab in zip(events, labels))
+        result.clustered_energy[method.name] = e_in / e_all if e_all > 0 else float("nan")
+        clusterer = getattr(method, "clusterer", None)
+        if clusterer is not None:
+            result.settings[method.name] = {"model": str(cfg.spvcnn_model), "t_beta": float(clusterer.t_beta),
+                                            "t_d": float(clusterer.t_d)}
         jets: list[dict[str, np.ndarray]] = []
         rec: dict[str, list[float]] = {"qt": [], "u_par": [], "u_perp": []}
         neutral: list[dict[str, np.ndarray]] = []
@@ -216,6 +273,9 @@ def summarise(result: PhysicsResult, detector: str, cfg: PhysicsConfig) -> dict[
             ok = n["e_avail"] > 0
             m["neutral_vs_eta"] = binned_summary(_eta_var(n["eta"][ok], detector), n["e_reco"][ok] / n["e_avail"][ok],
                                                  eta_edges)
+        m["clustered_energy_fraction"] = result.clustered_energy.get(name, float("nan"))
+        if name in result.settings:
+            m["settings"] = result.settings[name]
         out["methods"][name] = m
     ref = result.recoil_reference
     if ref:

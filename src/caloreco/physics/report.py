@@ -61,7 +61,13 @@ def markdown(summary: dict[str, Any]) -> str:
                 ("rel_sigma", "rel. resolution", 3))
     for name, m in summary["methods"].items():
         eff = m["jet_efficiency"]
-        lines += [f"## {name}", "",
+        lines += [f"## {name}", ""]
+        if "settings" in m:
+            st = m["settings"]
+            lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}.", ""]
+        if "clustered_energy_fraction" in m:
+            lines += [f"Hit energy in clusters: {_fmt(m['clustered_energy_fraction'])} of the total.", ""]
+        lines += [
                   f"Jet energy response vs gen-jet pT [GeV] (contained jets; matched {eff['n_matched']} of "
                   f"{eff['n_gen']}):", "", _table(m["jets_vs_pt"], jet_cols, "pT"), "",
                   f"Jet energy response vs gen-jet {eta}:", "", _table(m["jets_vs_eta"], jet_cols, eta), ""]

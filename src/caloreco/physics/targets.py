@@ -13,12 +13,18 @@
 
 :func:`with_pf_targets` returns a copy of an event whose ``truth_cluster`` are the PF
 targets, with a cluster table built from the PF clusters, so the training and evaluation
-code can use (b) unchanged.
+code can use (b) unchanged. :func:`write_pf_target_dataset` does it for a whole data set
+(``caloreco pf-targets --data SRC --out DST``), which ``caloreco train`` then reads as any
+other: a network trained on it learns to reproduce PF clustering.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -79,9 +85,11 @@ def with_pf_targets(event: Event, detector: Detector, params: PFParams | None = 
     new[labels >= 0] = inv
     e = h["energy"].astype(np.float64)
     sel = new >= 0
-    energy = np.bincount(new[sel], weights=e[sel], minlength=k)
+    # (float64: bincount of an empty selection, an event without PF clusters, is int64)
+    energy = np.bincount(new[sel], weights=e[sel], minlength=k).astype(np.float64)
     xyz = np.stack([h["x"], h["y"], h["z"]], axis=1).astype(np.float64)
-    centre = np.stack([np.bincount(new[sel], weights=e[sel] * xyz[sel, j], minlength=k) for j in range(3)], axis=1)
+    centre = np.stack([np.bincount(new[sel], weights=e[sel] * xyz[sel, j], minlength=k) for j in range(3)],
+                      axis=1).astype(np.float64)
     centre /= np.maximum(energy, 1e-12)[:, None]
     unit = centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
     old = h["truth_cluster"].astype(np.int64)
@@ -128,3 +136,44 @@ def hit_targets(event: Event, definition: str, detector: Detector | None = None)
             raise ConfigError("target definition 'pf' needs the detector of the event")
         return pf_targets(event, detector)[0]
     return event.hits["truth_cluster"].astype(np.int64)
+
+
+def write_pf_target_dataset(src: str | Path, dst: str | Path, params: PFParams | None = None) -> dict[str, Any]:
+    """Copy the data set ``src`` to ``dst`` with PF targets (definition (b)) as truth.
+
+    Every shard of the manifest is read, each event replaced by :func:`with_pf_targets`
+    (detector and options from the manifest; ``params`` default :func:`default_pf_params`)
+    and written under the same name; generator-truth files are copied unchanged, so the
+    physics validation can read ``dst`` too. The manifest is ``src``'s plus ``targets`` =
+    ``"pf"``, ``pf_params`` and ``source``. Returns it.
+
+    Raises:
+        InputFileError: ``src`` is not a data set directory (no ``manifest.json``).
+        ConfigError: ``dst`` is ``src``.
+    """
+    from caloreco.data.parquet import read_events, write_events
+    from caloreco.errors import InputFileError
+    from caloreco.geometry.registry import make_detector
+    from caloreco.utils.atomic import atomic_path, atomic_write_text
+
+    src, dst = Path(src), Path(dst)
+    if not (src / "manifest.json").exists():
+        raise InputFileError(src, "not a data set directory (no manifest.json)")
+    if dst.resolve() == src.resolve():
+        raise ConfigError(f"--out must differ from --data ({src}): the source shards are read while writing")
+    manifest = json.loads((src / "manifest.json").read_text())
+    detector = make_detector(manifest["detector"], **manifest.get("detector_options", {}))
+    params = params or default_pf_params(detector)
+    dst.mkdir(parents=True, exist_ok=True)
+    n_clusters = 0
+    for shard in manifest["shards"]:
+        events = [with_pf_targets(ev, detector, params) for ev in read_events(src / shard["file"])]
+        n_clusters += sum(ev.n_clusters for ev in events)
+        write_events(events, dst / shard["file"])
+        if "generator_file" in shard:
+            (dst / shard["generator_file"]).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst / shard["generator_file"]) as tmp:
+                shutil.copyfile(src / shard["generator_file"], tmp)
+    manifest.update(targets="pf", pf_params=asdict(params), source=str(src), n_target_clusters=n_clusters)
+    atomic_write_text(dst / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

@@ -140,11 +140,11 @@ class Preprocessor:
     def from_parameters(cls, params: Mapping[str, str]) -> "Preprocessor":
         """Build from the ``parameters`` of the pre-processing config (written by
         :func:`build_triton_repo`)."""
-        from caloreco.models.encoding import HitEncoding
+        from caloreco.models.encoding import encoding_from_dict
         from caloreco.models.registry import build_model
 
         model = build_model(params["model_name"], json.loads(params["model_config"]))
-        return cls(model, HitEncoding(**json.loads(params["encoding"])),
+        return cls(model, encoding_from_dict(json.loads(params["encoding"])),
                    json.loads(params["map_names"]))
 
     def __call__(self, features: np.ndarray, offsets: np.ndarray | None = None

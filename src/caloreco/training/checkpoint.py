@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from caloreco.errors import ConfigError, InputFileError
-from caloreco.models.encoding import HitEncoding
+from caloreco.models.encoding import Encoding, encoding_from_dict
 from caloreco.models.registry import build_model
 from caloreco.utils.atomic import atomic_path
 
@@ -28,14 +28,15 @@ class Checkpoint:
 
     model_name: str
     model_config: dict[str, Any]
-    encoding: dict[str, Any]
+    encoding: dict[str, Any]  # to_dict() of the hit encoding; no "kind" = hgcal (old files)
     state_dict: dict[str, torch.Tensor]
     clustering: dict[str, float] = field(default_factory=lambda: {"t_beta": 0.1, "t_d": 0.7})
     training: dict[str, Any] = field(default_factory=dict)  # epoch, step, optimizer, ...
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, device: str | torch.device = "cpu") -> tuple[nn.Module, HitEncoding]:
-        """The model (eval mode, weights loaded) and its hit encoding."""
+    def build(self, device: str | torch.device = "cpu") -> tuple[nn.Module, Encoding]:
+        """The model (eval mode, weights loaded) and its hit encoding (of the stored kind,
+        :func:`caloreco.models.encoding.encoding_from_dict`)."""
         model = build_model(self.model_name, self.model_config)
         try:
             model.load_state_dict(self.state_dict)
@@ -43,7 +44,7 @@ class Checkpoint:
             raise ConfigError(f"checkpoint weights do not fit model '{self.model_name}' with "
                               f"config {self.model_config}: {str(exc).splitlines()[0]}") from None
         model.to(device).eval()
-        return model, HitEncoding(**self.encoding)
+        return model, encoding_from_dict(self.encoding)
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, half: bool = False) -> Path:

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from caloreco.errors import ConfigError
-from caloreco.models.encoding import HitEncoding
+from caloreco.models.encoding import encoding_from_dict
 from caloreco.models.registry import build_model
 from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from caloreco.training.data import EncodedEvents, ShardLocalSampler, collate
@@ -43,6 +43,7 @@ class TrainConfig:
     out: str
     model: str = "spvcnn"
     model_options: dict[str, Any] = field(default_factory=dict)
+    # hit encoding: {"kind": "hgcal" (default) or "hcal", **its options}; {} = hgcal defaults
     encoding: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
     batch_size: int = 1
@@ -108,7 +109,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
-        self.encoding = HitEncoding(**cfg.encoding)
+        self.encoding = encoding_from_dict(cfg.encoding)
         opts = {"in_features": self.encoding.n_features, **cfg.model_options}
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, opts).to(self.device)
