@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from caloreco.errors import ConfigError, InvalidDataError
+from caloreco.utils.checks import check_beta_x
 
 #: elements of the distance blocks computed at once (``rows * columns``); with the few
 #: temporaries of a block, ~64 MB of float32 whatever the number of candidates or hits.
@@ -47,12 +48,7 @@ _BLOCK_ELEMENTS = 1 << 22
 
 
 def _check(beta: Tensor, x: Tensor, batch: Tensor | None) -> None:
-    if beta.dim() != 1:
-        raise InvalidDataError(f"beta must have shape [N], got {list(beta.shape)}")
-    n = beta.shape[0]
-    if x.dim() != 2 or x.shape[0] != n:
-        raise InvalidDataError(f"x must have shape [N, D] with N = len(beta) = {n}, got "
-                               f"{list(x.shape)}")
+    n = check_beta_x(beta, x)
     if batch is not None:
         if batch.dim() != 1 or batch.shape[0] != n:
             raise InvalidDataError(f"batch must have shape [N] with N = len(beta) = {n}, "

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from caloreco.errors import ConfigError, InvalidDataError
+from caloreco.utils.checks import check_beta_x
 
 #: ``beta`` is clamped to at most this before ``arctanh`` (``q <= arctanh(1 - 1e-4)^2 +
 #: q_min ~ 24.4 + q_min``), so that a saturated sigmoid gives finite charges and gradients.
@@ -73,12 +74,7 @@ def _check_options(q_min: float, s_b: float, norm: str) -> None:
 def _check_inputs(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None,
                   weights: Tensor | None) -> None:
     """Raise :class:`InvalidDataError` for inconsistent shapes or dtypes."""
-    if beta.dim() != 1:
-        raise InvalidDataError(f"beta must have shape [N], got {list(beta.shape)}")
-    n = beta.shape[0]
-    if x.dim() != 2 or x.shape[0] != n:
-        raise InvalidDataError(f"x must have shape [N, D] with N = len(beta) = {n}, got "
-                               f"{list(x.shape)}")
+    n = check_beta_x(beta, x)
     if not beta.is_floating_point() or not x.is_floating_point():
         raise InvalidDataError(f"beta and x must be floating point, got {beta.dtype} and "
                                f"{x.dtype}")
