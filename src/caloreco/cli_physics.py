@@ -19,6 +19,13 @@ def _positive_int(text: str) -> int:
     return pi(text)
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+
+
 def cmd_physics(args: argparse.Namespace) -> int:
     from caloreco.physics.analysis import PhysicsConfig, run_physics
 
@@ -28,6 +35,7 @@ def cmd_physics(args: argparse.Namespace) -> int:
     cfg = PhysicsConfig(process=args.process, events=args.events, pileup=args.pileup, detector=args.detector,
                         seed=args.seed, methods=tuple(methods), spvcnn_model=args.spvcnn_model,
                         spvcnn_t_beta=args.spvcnn_t_beta, spvcnn_t_d=args.spvcnn_t_d,
+                        spvcnn_t_d_scan=tuple(args.spvcnn_t_d_scan),
                         device=args.device, gen_jet_pt_min=args.gen_jet_pt_min, workers=args.workers)
     summary = run_physics(cfg, args.out, data=args.data)
     print(f"physics validation of {summary['n_events']} events ({summary['config']['process']}, "
@@ -79,6 +87,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--spvcnn-t-beta", type=float, default=None, help="condensation threshold (default: the model's)")
     p.add_argument("--spvcnn-t-d", type=float, default=None,
                    help="condensation radius (default: the model's); larger leaves fewer hits unclustered")
+    p.add_argument("--spvcnn-t-d-scan", type=_float_list, default=[],
+                   help="also tabulate jets at these t_d values, e.g. 0.6,0.7,0.8 (network run once)")
     p.add_argument("--device", default="cpu", help="device of the network (default cpu)")
     p.add_argument("--gen-jet-pt-min", type=float, default=20.0, help="gen-jet pT threshold [GeV] (default 20)")
     p.set_defaults(func=cmd_physics)

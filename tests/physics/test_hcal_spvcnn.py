@@ -11,6 +11,7 @@ import pytest
 from caloreco.__main__ import entry
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
+from caloreco.errors import ConfigError
 from caloreco.geometry.registry import make_detector
 from caloreco.models.hcal_encoding import HcalEncoding
 from caloreco.physics.targets import pf_targets, with_pf_targets
@@ -98,3 +99,27 @@ def test_physics_refuses_a_model_of_the_other_detector() -> None:
     assert spvcnn_checkpoint("hgcal") == pretrained_path("spvcnn")
     with pytest.raises(ConfigError, match="'hgcal' hit encoding.*--encoding hcal"):
         check_model_detector(pretrained_path("spvcnn"), "hcal-barrel")
+
+
+def test_physics_t_d_scan_reuses_the_network(tmp_path: Path) -> None:
+    """The scan at the model's own t_d reproduces the main SPVCNN jet table exactly."""
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from caloreco.physics.analysis import PhysicsConfig, run_physics, spvcnn_checkpoint
+    from caloreco.training.checkpoint import load_checkpoint
+
+    model = spvcnn_checkpoint("hcal-barrel")
+    t_d = float(load_checkpoint(model).clustering["t_d"])
+    summary = run_physics(PhysicsConfig(process="ttbar", events=3, seed=5, methods=("spvcnn",),
+                                        spvcnn_model=str(model), spvcnn_t_d_scan=(t_d, 2.0)),
+                          tmp_path / "phys")
+    scan = summary["td_scan"]
+    assert list(scan) == [f"{t_d:g}", "2"]
+    main = [r for r in summary["methods"]["spvcnn"]["jets_vs_pt"]]
+    assert [r["n"] for r in scan[f"{t_d:g}"]["jets_vs_pt"]] == [r["n"] for r in main]
+    np.testing.assert_allclose([r["median"] for r in scan[f"{t_d:g}"]["jets_vs_pt"]],
+                               [r["median"] for r in main], equal_nan=True)
+    assert scan["2"]["all"]["n"] > 0
+    assert "SPVCNN cluster radius t_d vs jets" in (tmp_path / "phys" / "physics.md").read_text()
+    with pytest.raises(ConfigError, match="t_d_scan"):
+        PhysicsConfig(methods=("truth",), spvcnn_t_d_scan=(0.7,))

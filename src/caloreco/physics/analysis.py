@@ -31,7 +31,7 @@ from caloreco.physics.clusters import clusters_from_labels
 from caloreco.physics.jets import JET_R, MATCH_DR, antikt_jets, gen_jet_inputs, jet_pairs
 from caloreco.physics.met import generator_recoil, muon_clusters, recoil, recoil_table, z_transverse_momentum
 from caloreco.physics.neutral import neutral_hadron_probes
-from caloreco.physics.stats import binned_summary
+from caloreco.physics.stats import binned_summary, robust_summary
 
 #: Calorimeter acceptance in the eta variable of the tables: |eta| for the barrel (both
 #: halves), signed eta for the single (+z) HGCAL endcap.
@@ -61,6 +61,8 @@ class PhysicsConfig:
         spvcnn_model: checkpoint file or run directory of a trained network for this detector.
         spvcnn_t_beta, spvcnn_t_d: condensation thresholds of the network (default: the
             checkpoint's operating point); a larger ``t_d`` leaves fewer hits unclustered.
+        spvcnn_t_d_scan: further ``t_d`` values whose jet response and resolution are
+            tabulated (the network runs once; its outputs are re-clustered), e.g. 0.6, 0.7, 0.8.
         device: where the network runs (default cpu).
         gen_jet_pt_min: gen jets above this pT enter the tables [GeV] (default 20).
         reco_jet_pt_min: reco jets above this pT are matched [GeV] (default 5, well below
@@ -78,6 +80,7 @@ class PhysicsConfig:
     spvcnn_model: str | None = None
     spvcnn_t_beta: float | None = None
     spvcnn_t_d: float | None = None
+    spvcnn_t_d_scan: tuple[float, ...] = ()
     device: str = "cpu"
     gen_jet_pt_min: float = 20.0
     reco_jet_pt_min: float = 5.0
@@ -102,6 +105,10 @@ class PhysicsConfig:
             raise ConfigError(f"spvcnn_t_beta must be in (0, 1), got {self.spvcnn_t_beta}")
         if self.spvcnn_t_d is not None and not self.spvcnn_t_d > 0:
             raise ConfigError(f"spvcnn_t_d must be > 0, got {self.spvcnn_t_d}")
+        if any(not t > 0 for t in self.spvcnn_t_d_scan):
+            raise ConfigError(f"spvcnn_t_d_scan values must be > 0, got {list(self.spvcnn_t_d_scan)}")
+        if self.spvcnn_t_d_scan and "spvcnn" not in self.methods:
+            raise ConfigError("spvcnn_t_d_scan needs the spvcnn method (--spvcnn-model)")
 
 
 @dataclass
@@ -114,6 +121,7 @@ class PhysicsResult:
     recoil_reference: dict[str, np.ndarray] = field(default_factory=dict)  # generator particles reaching
     clustered_energy: dict[str, float] = field(default_factory=dict)  # fraction of the hit energy in clusters
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # network methods: model, thresholds
+    td_scan: dict[float, dict[str, np.ndarray]] = field(default_factory=dict)  # t_d -> SPVCNN jet rows
     seconds: dict[str, float] = field(default_factory=dict)
     n_events: int = 0
 
@@ -236,6 +244,13 @@ def analyse(events: Sequence[Event], gens: Sequence[GeneratedEvent], detector: s
                 rec["u_perp"].append(perp)
             neutral.append(neutral_hadron_probes(ev, lab))
         result.jets[method.name] = {k: np.concatenate([j[k] for j in jets]) for k in jets[0]}
+        if method.name == "spvcnn":
+            for t_d in cfg.spvcnn_t_d_scan:  # same network outputs, other cluster radius
+                scan_jets = [jet_pairs(gj, antikt_jets(clusters_from_labels(ev.hits, lab)[0].four_momenta(),
+                                                       r=cfg.jet_r, pt_min=cfg.reco_jet_pt_min), max_dr=cfg.match_dr)
+                             for ev, gj, lab in zip(events, gen_jets,
+                                                    method.rescan(float(clusterer.t_beta), float(t_d)))]
+                result.td_scan[float(t_d)] = {k: np.concatenate([j[k] for j in scan_jets]) for k in scan_jets[0]}
         result.recoil[method.name] = {k: np.asarray(v, np.float64) for k, v in rec.items()}
         result.neutral[method.name] = {k: np.concatenate([n[k] for n in neutral]) for k in neutral[0]}
     return result
@@ -277,6 +292,14 @@ def summarise(result: PhysicsResult, detector: str, cfg: PhysicsConfig) -> dict[
         if name in result.settings:
             m["settings"] = result.settings[name]
         out["methods"][name] = m
+    if result.td_scan:
+        out["td_scan"] = {}
+        for t_d, j in sorted(result.td_scan.items()):
+            ev = _eta_var(j["eta_gen"], detector)
+            ratio = j["e_reco"] / j["e_gen"]
+            ok = (ev >= lo + cfg.jet_r) & (ev < hi - cfg.jet_r) & np.isfinite(ratio)
+            out["td_scan"][f"{t_d:g}"] = {"all": robust_summary(ratio[ok]),
+                                         "jets_vs_pt": binned_summary(j["pt_gen"][ok], ratio[ok], PT_EDGES)}
     ref = result.recoil_reference
     if ref:
         out["recoil_reference_vs_qt"] = recoil_table(ref["qt"], ref["u_par"], ref["u_perp"], QT_EDGES)

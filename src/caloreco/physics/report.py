@@ -83,6 +83,16 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["## Reference: generator particles reaching the calorimeter", "",
                   "Hadronic recoil vs q_T [GeV] of a perfect calorimeter with this acceptance:", "",
                   _table(summary["recoil_reference_vs_qt"], cols, "q_T"), ""]
+    if "td_scan" in summary:
+        head = "| t_d | " + " | ".join(c[1] for c in jet_cols) + " |"
+        table = "\n".join([head, "|---" * (len(jet_cols) + 1) + "|"] + [
+            f"| {t} | " + " | ".join(_fmt(v["all"][c[0]], c[2]) for c in jet_cols) + " |"
+            for t, v in summary["td_scan"].items()])
+        lines += ["## SPVCNN cluster radius t_d vs jets", "",
+                  "All contained matched jets (the network run once, its outputs re-clustered at each "
+                  "t_d):", "", table, ""]
+        for t, v in summary["td_scan"].items():
+            lines += [f"t_d = {t}, response vs gen-jet pT:", "", _table(v["jets_vs_pt"], jet_cols, "pT"), ""]
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds"].items())
     lines += [f"Timings: {secs}.", ""]
     return "\n".join(lines)
