@@ -71,13 +71,19 @@ def write_events(events: Sequence[Event], path: str | Path) -> Path:
     return path
 
 
-def _open(path: Path) -> ak.Array:
+def open_parquet(path: Path, what: str) -> ak.Array:
+    """The awkward array of a Parquet file; a missing or unreadable file is an
+    :class:`InputFileError` naming ``what`` it should have been (e.g. "event file")."""
     if not path.exists():
-        raise InputFileError(path, "event file does not exist")
+        raise InputFileError(path, f"{what} does not exist")
     try:
-        array = ak.from_parquet(path)
+        return ak.from_parquet(path)
     except Exception as exc:  # pyarrow raises several types for foreign or truncated files
-        raise InputFileError(path, f"not a readable Parquet event file ({type(exc).__name__}: {exc})") from None
+        raise InputFileError(path, f"not a readable Parquet {what} ({type(exc).__name__}: {exc})") from None
+
+
+def _open(path: Path) -> ak.Array:
+    array = open_parquet(path, "event file")
     fields = set(array.fields)
     missing = [f for f in ("event_id", *TABLES) if f not in fields]
     if missing:

@@ -65,13 +65,10 @@ def write_generator_file(events: Sequence[tuple[int, GeneratedEvent]], path: str
 
 def iter_generator_file(path: str | Path) -> Iterator[tuple[int, GeneratedEvent]]:
     """``(event_id, GeneratedEvent)`` of a generator file, in file order."""
+    from caloreco.data.parquet import open_parquet
+
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "generator file does not exist")
-    try:
-        array = ak.from_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for foreign or truncated files
-        raise InputFileError(path, f"not a readable generator file ({type(exc).__name__}: {exc})") from None
+    array = open_parquet(path, "generator file")
     missing = [f for f in ("event_id", "vertex_z", "record", "stable") if f not in array.fields]
     if missing:
         raise InputFileError(path, f"generator file lacks field(s) {missing}; found {sorted(array.fields)}")
