@@ -192,7 +192,8 @@ def _demo_clustering(out: Path, args: argparse.Namespace) -> None:
     from caloreco.errors import InputFileError
 
     cmd_cluster(argparse.Namespace(data=str(out / "data"), model=None, out=str(out / "clusters"),
-                                   device="cpu", batch_size=1, t_beta=None, t_d=None))
+                                   device="cpu", batch_size=1, t_beta=None, t_d=None,
+                                   assign=None))
     names = ["spvcnn"]
     try:
         pretrained_path("gravnet")

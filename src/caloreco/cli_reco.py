@@ -58,7 +58,9 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
-                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                      q_min=args.q_min, init=args.init, t_beta=args.t_beta, t_d=args.t_d,
+                      assign=args.assign)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -94,7 +96,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from caloreco.utils.atomic import atomic_write_text
 
     job = ClusterJob.create(args.out, args.model, device=args.device,
-                            batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d)
+                            batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d,
+                            assign=args.assign)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
@@ -260,6 +263,17 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
                    help="coefficient of a loss term: attractive, repulsive, beta, noise "
                         "(repeatable; default 1 each)")
+    t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
+                   "q_min (default 0.1)")
+    t.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from the weights of this checkpoint or run directory (same "
+                        "network and encoding; fresh optimiser and learning-rate schedule)")
+    t.add_argument("--t-beta", type=float, default=0.1,
+                   help="condensation threshold of the validation clustering (default 0.1)")
+    t.add_argument("--t-d", type=float, default=0.7,
+                   help="cluster radius of the validation clustering (default 0.7)")
+    t.add_argument("--assign", choices=["first", "nearest"], default="first",
+                   help="hit-to-point rule of the validation clustering (default first)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")
@@ -280,6 +294,9 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--batch-size", type=_positive_int, default=1, help="events per network call")
     c.add_argument("--t-beta", type=float, default=None, help="condensation threshold (default: model's)")
     c.add_argument("--t-d", type=float, default=None, help="cluster radius in clustering space")
+    c.add_argument("--assign", choices=["first", "nearest"], default=None,
+                   help="hit-to-point rule: first point within t_d in decreasing-beta order, "
+                        "or nearest point within t_d (default: the model's)")
     _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 

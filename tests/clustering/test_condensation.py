@@ -30,6 +30,25 @@ def _reference_clustering(beta: np.ndarray, x: np.ndarray, batch: np.ndarray,
     return out
 
 
+def _reference_nearest(beta: np.ndarray, x: np.ndarray, batch: np.ndarray,
+                       t_beta: float, t_d: float) -> np.ndarray:
+    """The same points as :func:`_reference_clustering`; each hit to its nearest point
+    within t_d (the earlier point on equal distances)."""
+    first = _reference_clustering(beta, x, batch, t_beta, t_d)
+    out = np.full(len(beta), -1, dtype=np.int64)
+    for e in np.unique(batch):
+        hits = np.flatnonzero(batch == e)
+        points = sorted((i for i in hits if beta[i] > t_beta and first[i] != -1
+                         and not any(first[i] == first[j] and (-beta[j], j) < (-beta[i], i)
+                                     for j in hits)), key=lambda i: (-beta[i], i))
+        for j in hits:
+            d2 = [float(np.sum((x[j] - x[c]) ** 2)) for c in points]
+            inside = [k for k, d in enumerate(d2) if d <= np.float32(t_d) ** 2]
+            if inside:
+                out[j] = min(inside, key=lambda k: (d2[k], k))
+    return out
+
+
 def _random(seed: int, n: int, n_events: int, dim: int = 3
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -46,6 +65,28 @@ def test_matches_reference(seed: int) -> None:
         got = condensation_clustering(beta, x, batch, t_beta=t_beta, t_d=t_d)
         ref = _reference_clustering(beta.numpy(), x.numpy(), batch.numpy(), t_beta, t_d)
         np.testing.assert_array_equal(got.numpy(), ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_matches_reference(seed: int) -> None:
+    beta, x, batch = _random(seed, 300, 1 + seed % 3)
+    for t_beta, t_d in [(0.1, 0.7), (0.5, 0.3), (0.05, 1.5)]:
+        got = condensation_clustering(beta, x, batch, t_beta=t_beta, t_d=t_d, assign="nearest")
+        ref = _reference_nearest(beta.numpy(), x.numpy(), batch.numpy(), t_beta, t_d)
+        np.testing.assert_array_equal(got.numpy(), ref)
+        first = condensation_clustering(beta, x, batch, t_beta=t_beta, t_d=t_d)
+        # the same hits are clustered, only the choice among points within t_d differs
+        np.testing.assert_array_equal(got.numpy() >= 0, first.numpy() >= 0)
+
+
+def test_nearest_hand_example() -> None:
+    # points at 0 (beta 0.9) and 1.0 (beta 0.8), t_d 0.7: the hit at 0.6 is within t_d of
+    # both; "first" gives it to the higher-beta point, "nearest" to the closer one; the hit
+    # at 0.5 is equally near both and goes to the earlier point
+    beta = torch.tensor([0.9, 0.8, 0.05, 0.05])
+    x = torch.tensor([[0.0], [1.0], [0.6], [0.5]])
+    assert condensation_clustering(beta, x, t_d=0.7).tolist() == [0, 1, 0, 0]
+    assert condensation_clustering(beta, x, t_d=0.7, assign="nearest").tolist() == [0, 1, 1, 0]
 
 
 def test_matches_reference_in_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,6 +139,8 @@ def test_invalid_arguments() -> None:
         condensation_clustering(beta, x, t_beta=1.0)
     with pytest.raises(ConfigError, match="t_d"):
         condensation_clustering(beta, x, t_d=0.0)
+    with pytest.raises(ConfigError, match="assign must be one of"):
+        condensation_clustering(beta, x, assign="closest")
     with pytest.raises(InvalidDataError, match=r"x must have shape \[N, D\].*\[4, 2\]"):
         condensation_clustering(beta, torch.rand(4, 2))
     with pytest.raises(InvalidDataError, match="batch"):
@@ -111,6 +154,9 @@ def test_cuda_matches_cpu() -> None:
     cpu = condensation_clustering(beta, x, batch)
     gpu = condensation_clustering(beta.cuda(), x.cuda(), batch.cuda())
     assert gpu.device.type == "cuda"
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+    cpu = condensation_clustering(beta, x, batch, assign="nearest")
+    gpu = condensation_clustering(beta.cuda(), x.cuda(), batch.cuda(), assign="nearest")
     np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
 
 

@@ -19,6 +19,7 @@ import torch
 from caloreco.__main__ import entry
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
+from caloreco.errors import ConfigError
 from caloreco.serving.triton_repo import RAW_HIT_COLUMNS
 
 onnx = pytest.importorskip("onnx")
@@ -291,3 +292,25 @@ def test_repository_is_replaced_only_with_force(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]  # no temporary directory left
     assert entry(["export", "--format", "onnx"]) == 2
     assert "--out FILE" in capsys.readouterr().err
+
+
+def test_postprocess_assign_rule_from_parameters(onnx_repo):
+    from caloreco.clustering.condensation import condensation_clustering
+    from caloreco.serving.triton_repo import Postprocessor
+
+    text = (onnx_repo / "caloreco_postprocess" / "config.pbtxt").read_text()
+    shipped = ModelClusterer.from_checkpoint()
+    assert f'string_value: "{shipped.assign}"' in text  # the checkpoint's rule is exported
+    g = torch.Generator().manual_seed(0)
+    coords, beta = torch.rand(200, 3, generator=g) * 2, torch.rand(200, generator=g)
+    hit_event = np.repeat([0, 1], 100)
+    for assign in ("first", "nearest"):
+        post = Postprocessor.from_parameters({"t_beta": "0.5", "t_d": "0.6", "assign": assign})
+        ref = condensation_clustering(beta, coords, torch.from_numpy(hit_event), t_beta=0.5,
+                                      t_d=0.6, assign=assign)
+        np.testing.assert_array_equal(post(coords.numpy(), beta.numpy(), hit_event)["CLUSTER_ID"],
+                                      ref.numpy())
+    # a repository exported before the rule existed has no "assign": the original rule
+    assert Postprocessor.from_parameters({"t_beta": "0.5", "t_d": "0.6"}).assign == "first"
+    with pytest.raises(ConfigError, match="assign must be one of"):
+        Postprocessor(0.5, 0.6, "closest")

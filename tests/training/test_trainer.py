@@ -85,3 +85,26 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
     with pytest.raises(InputFileError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
+    from caloreco.training.checkpoint import ship_checkpoint
+
+    Trainer(_cfg(dtau_dataset, tmp_path / "base", epochs=1)).fit()
+    shipped = ship_checkpoint(tmp_path / "base" / "last.pt", tmp_path / "shipped.pt")  # float16
+    base = load_checkpoint(shipped)
+    tuned = Trainer(_cfg(dtau_dataset, tmp_path / "tuned", epochs=1, seed=7,
+                         init=str(shipped), assign="nearest", t_beta=0.5))
+    # fresh optimiser and schedule, but the weights of the checkpoint (float16 -> float32)
+    assert tuned.global_step == 0 and tuned.epoch == 0
+    for name, value in tuned.model.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32
+            torch.testing.assert_close(value, base.state_dict[name], msg=name)
+    tuned.fit()
+    last = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest"}
+    with pytest.raises(ConfigError, match="another model configuration"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "x", model_options={"cr": 0.25}, init=str(shipped)))
+    with pytest.raises(InputFileError, match="does not exist"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "y", init=str(tmp_path / "missing.pt")))

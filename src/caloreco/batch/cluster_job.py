@@ -49,6 +49,7 @@ class ClusterJob:
         model_sha256: hash of the checkpoint file (part of the identity).
         device, batch_size: where the network runs, events per network call.
         t_beta, t_d: the condensation thresholds in use (the model's unless overridden).
+        assign: the hit-to-point rule in use (the model's unless overridden).
     """
 
     out: Path
@@ -58,12 +59,13 @@ class ClusterJob:
     batch_size: int
     t_beta: float
     t_d: float
+    assign: str = "first"
     name: str = "cluster"
 
     @classmethod
     def create(cls, out: str | Path, model: str | Path | None = None, *, device: str = "cpu",
                batch_size: int = 1, t_beta: float | None = None,
-               t_d: float | None = None) -> "ClusterJob":
+               t_d: float | None = None, assign: str | None = None) -> "ClusterJob":
         """Resolve and hash the checkpoint, load it into this process's cache (which checks
         it and gives the thresholds in effect) and describe the job.
 
@@ -74,15 +76,16 @@ class ClusterJob:
         from caloreco.clustering.model_clustering import ModelClusterer
 
         path = checkpoint_file(model)
-        clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d)
+        clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d,
+                                                   assign=assign)
         job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
-                  batch_size, clusterer.t_beta, clusterer.t_d)
+                  batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign)
         with cached(job._key(), lambda: clusterer):  # serial runs reuse it
             pass
         return job
 
     def _key(self) -> tuple[Any, ...]:
-        return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d)
+        return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign)
 
     def _load(self) -> ModelClusterer:
         from caloreco.clustering.model_clustering import ModelClusterer
@@ -90,14 +93,15 @@ class ClusterJob:
         path = checkpoint_file(self.checkpoint)
         check_sha256(path, self.model_sha256, "the checkpoint")
         return ModelClusterer.from_checkpoint(path, device=self.device, t_beta=self.t_beta,
-                                              t_d=self.t_d)
+                                              t_d=self.t_d, assign=self.assign)
 
     def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
         return cached(self._key(), self._load)
 
     def identity(self, shard: Path) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "device": self.device,
-                "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d}
+                "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d,
+                "assign": self.assign}
 
     def outputs(self, shard: Path) -> list[str]:
         return [shard.name]
@@ -128,7 +132,7 @@ def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
         for k, v in r.summary["timings"].items():
             timings[k] = timings.get(k, 0) + v
     summary: dict[str, Any] = {
-        "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d,
+        "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d, "assign": job.assign,
         "n_events": sum(r.summary["n_events"] for r in ok),
         "n_hits": sum(r.summary["n_hits"] for r in ok),
         "seconds": seconds,

@@ -8,6 +8,11 @@ hit within Euclidean distance ``t_d`` (``||x_i - x_alpha|| <= t_d``) in the clus
 space, itself included. Hits left unclaimed are noise. Equivalently, a hit belongs to the
 *first* condensation point (in that order) within ``t_d`` of it.
 
+``assign="nearest"`` keeps the same condensation points but gives each hit to the
+*nearest* point within ``t_d`` (ties to the earlier point): where two showers' points sit
+closer than ``2 t_d``, the hits between them are split by proximity (a Voronoi partition
+cut at radius ``t_d``) instead of all going to the point of higher ``beta``.
+
 Implementation, on the device of the inputs, for batches of many ~20k-hit events with a
 few hundred candidates each (no Python loop over hits, none over events on the device):
 
@@ -42,9 +47,18 @@ from torch import Tensor
 from caloreco.errors import ConfigError, InvalidDataError
 from caloreco.utils.checks import check_beta_x
 
+#: Hit-to-point assignment rules of :func:`condensation_clustering`.
+ASSIGN_MODES = ("first", "nearest")
 #: elements of the distance blocks computed at once (``rows * columns``); with the few
 #: temporaries of a block, ~64 MB of float32 whatever the number of candidates or hits.
 _BLOCK_ELEMENTS = 1 << 22
+
+
+def check_assign(assign: str) -> str:
+    """``assign`` if it is one of :data:`ASSIGN_MODES`, else :class:`ConfigError`."""
+    if assign not in ASSIGN_MODES:
+        raise ConfigError(f"assign must be one of {list(ASSIGN_MODES)}, got {assign!r}")
+    return assign
 
 
 def _check(beta: Tensor, x: Tensor, batch: Tensor | None) -> None:
@@ -195,11 +209,12 @@ def _assign_per_event(out: Tensor, hit_order: Tensor, hit_end: list[int], points
 
 
 def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: list[Tensor],
-            t_d2: float) -> None:
+            t_d2: float, nearest: bool = False) -> None:
     """``out[i]`` = rank of the first point of hit i's event within ``t_d`` (else -1), for
     all events at once: points padded to ``[B, P]``, hits in chunks of ``[rows, P, D]``.
     The GPU path: a few launches per chunk and no host synchronisation per event (it
-    computes ``D`` times the differences of the per-event products)."""
+    computes ``D`` times the differences of the per-event products). With ``nearest``,
+    the rank of the nearest point within ``t_d`` (the first of equally near ones)."""
     device, dim = x.device, x.shape[1]
     counts = [len(p) for p in points]
     p_max = max(counts, default=0)
@@ -218,12 +233,17 @@ def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: li
         pidx = table[event[hits]]  # [rows, P]
         valid = pidx >= 0
         d2 = (x[hits][:, None, :] - x[pidx.clamp(min=0)]).square().sum(-1)
-        k = torch.where((d2 <= t_d2) & valid, rank, p_max).min(dim=1).values
+        inside = (d2 <= t_d2) & valid
+        if nearest:
+            d2 = torch.where(inside, d2, torch.inf)
+            inside &= d2 == d2.min(dim=1, keepdim=True).values
+        k = torch.where(inside, rank, p_max).min(dim=1).values
         out[hits] = torch.where(k < p_max, k, -1)
 
 
 def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None, *,
-                            t_beta: float = 0.1, t_d: float = 0.7) -> Tensor:
+                            t_beta: float = 0.1, t_d: float = 0.7,
+                            assign: str = "first") -> Tensor:
     """Cluster hits around condensation points (see the module docstring).
 
     Args:
@@ -232,6 +252,9 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
         batch: event index per hit (any integers, need not be sorted); None = one event.
         t_beta: minimal ``beta`` of a condensation point, in (0, 1) (default 0.1).
         t_d: radius of a cluster in the clustering space, > 0 (default 0.7).
+        assign: ``"first"`` (default, Kieseler 2020: a hit goes to the first point in
+            decreasing-``beta`` order within ``t_d``) or ``"nearest"`` (to the nearest
+            point within ``t_d``); the condensation points are the same.
 
     Returns:
         int64 ``[N]`` cluster id per hit on the device of ``beta``, -1 for noise; in each
@@ -242,9 +265,10 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
         beta ``[N]``, x ``[N, D]``, batch ``[N]`` -> ``[N]``.
 
     Raises:
-        ConfigError: ``t_beta`` outside (0, 1) or ``t_d <= 0``.
+        ConfigError: ``t_beta`` outside (0, 1), ``t_d <= 0`` or an unknown ``assign``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
+    check_assign(assign)
     if not 0.0 < t_beta < 1.0:
         raise ConfigError(f"t_beta must be in (0, 1), got {t_beta}")
     if not t_d > 0.0:
@@ -283,9 +307,10 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
     # 2. each event's condensation points, in greedy order
     starts = [cand_end[e - 1] if e else 0 for e in range(n_events)]
     points = _choose_points(cand, x, near, starts, cand_end, t_d2)
-    # 3. each hit -> its event's first point within t_d (on CUDA all events at once)
-    if x.is_cuda:
-        _assign(out, x, event, hit_order, points, t_d2)
+    # 3. each hit -> its event's first (or nearest) point within t_d; on CUDA, and for
+    # "nearest" (which needs exact distances to compare), all events at once
+    if x.is_cuda or assign == "nearest":
+        _assign(out, x, event, hit_order, points, t_d2, nearest=assign == "nearest")
     else:
         hit_end = torch.cumsum(torch.bincount(event, minlength=n_events), 0).tolist()
         _assign_per_event(out, hit_order, hit_end, points, near)

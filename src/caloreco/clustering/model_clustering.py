@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from caloreco.clustering.condensation import condensation_clustering
+from caloreco.clustering.condensation import check_assign, condensation_clustering
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
 from caloreco.models.encoding import HitEncoding
@@ -66,24 +66,30 @@ class ModelClusterer:
         model: network mapping ``(features, points, batch)`` to ``(coords, beta, ...)``.
         encoding: the :class:`HitEncoding` it was trained with.
         t_beta, t_d: condensation thresholds (Kieseler 2020; defaults 0.1, 0.7).
+        assign: hit-to-point rule, ``"first"`` or ``"nearest"`` (see
+            :func:`~caloreco.clustering.condensation.condensation_clustering`).
         device: where the network runs.
     """
 
     def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
-                 t_d: float = 0.7, device: str | torch.device = "cpu") -> None:
+                 t_d: float = 0.7, assign: str = "first",
+                 device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
         self.model = model.to(self.device).eval()
         self.encoding = encoding
         self.t_beta, self.t_d = t_beta, t_d
+        self.assign = check_assign(assign)
         self.timings = Timings()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu",
                         t_beta: float | None = None, t_d: float | None = None,
+                        assign: str | None = None,
                         shipped: str = "spvcnn") -> "ModelClusterer":
-        """Load a checkpoint file or run directory (default: the shipped ``shipped`` model)."""
+        """Load a checkpoint file or run directory (default: the shipped ``shipped`` model);
+        thresholds and assignment rule default to the checkpoint's clustering record."""
         from caloreco.training.checkpoint import load_checkpoint
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -92,7 +98,8 @@ class ModelClusterer:
         model, encoding = ckpt.build(device)
         return cls(model, encoding, device=device,
                    t_beta=ckpt.clustering.get("t_beta", 0.1) if t_beta is None else t_beta,
-                   t_d=ckpt.clustering.get("t_d", 0.7) if t_d is None else t_d)
+                   t_d=ckpt.clustering.get("t_d", 0.7) if t_d is None else t_d,
+                   assign=ckpt.clustering.get("assign", "first") if assign is None else assign)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -113,7 +120,8 @@ class ModelClusterer:
         coords, beta = out[0].float(), out[1].float()
         self._sync()
         t2 = time.perf_counter()
-        cid = condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d)
+        cid = condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d,
+                                      assign=self.assign)
         self._sync()
         t3 = time.perf_counter()
         self.timings.prepare += t1 - t0

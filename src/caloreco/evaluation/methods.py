@@ -110,7 +110,8 @@ class CondensationMethod:
         coords = torch.from_numpy(np.concatenate([self.last_coords[i] for i in kept]))
         batch = torch.repeat_interleave(torch.arange(len(kept)),
                                         torch.tensor([counts[i] for i in kept]))
-        cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d).numpy()
+        cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d,
+                                      assign=self.clusterer.assign).numpy()
         start = 0
         for i in kept:
             out[i] = cid[start:start + counts[i]]
@@ -120,7 +121,7 @@ class CondensationMethod:
     def details(self) -> dict[str, Any]:
         c = self.clusterer
         return {"kind": "condensation", "model": type(c.model).__name__,
-                "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d,
+                "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d, "assign": c.assign,
                 "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
 
 

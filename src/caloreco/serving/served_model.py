@@ -85,7 +85,7 @@ class ServedModel:
         params = {"feature_columns": ",".join(FEATURE_COLUMNS), "max_hits_per_request": str(self.max_hits),
                   "max_batch_events": str(b.max_batch_events), "device": str(self.clusterer.device),
                   "network": type(self.clusterer.model).__name__, "t_beta": str(self.clusterer.t_beta),
-                  "t_d": str(self.clusterer.t_d)}
+                  "t_d": str(self.clusterer.t_d), "assign": self.clusterer.assign}
         return {"name": self.name, "platform": self.platform, "backend": "caloreco", "max_batch_size": 0,
                 "input": [s.config() for s in INPUTS], "output": [s.config() for s in self.outputs],
                 "dynamic_batching": {"max_queue_delay_microseconds": round(b.max_queue_delay_s * 1e6)},

@@ -178,14 +178,18 @@ class Postprocessor:
 
     Args:
         t_beta, t_d: condensation thresholds.
+        assign: hit-to-point rule, ``"first"`` or ``"nearest"``.
     """
 
-    def __init__(self, t_beta: float, t_d: float) -> None:
+    def __init__(self, t_beta: float, t_d: float, assign: str = "first") -> None:
+        from caloreco.clustering.condensation import check_assign
+
         self.t_beta, self.t_d = float(t_beta), float(t_d)
+        self.assign = check_assign(assign)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> "Postprocessor":
-        return cls(float(params["t_beta"]), float(params["t_d"]))
+        return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"))
 
     def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray
                  ) -> dict[str, np.ndarray]:
@@ -197,7 +201,7 @@ class Postprocessor:
         c = torch.from_numpy(np.ascontiguousarray(coords)).float()
         b = torch.from_numpy(np.ascontiguousarray(beta)).float()
         cid = condensation_clustering(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
-                                      t_beta=self.t_beta, t_d=self.t_d)
+                                      t_beta=self.t_beta, t_d=self.t_d, assign=self.assign)
         return {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
 
 
@@ -464,7 +468,8 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                   "beta > t_beta, hits within t_d of them).",
             [*outputs, hit_event], results,
             {"t_beta": repr(float(ckpt.clustering.get("t_beta", 0.1))),
-             "t_d": repr(float(ckpt.clustering.get("t_d", 0.7)))}))
+             "t_d": repr(float(ckpt.clustering.get("t_d", 0.7))),
+             "assign": str(ckpt.clustering.get("assign", "first"))}))
 
         (tmp / name / VERSION).mkdir(parents=True)
         steps = [

@@ -65,7 +65,10 @@ class TrainConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     t_beta: float = 0.1
     t_d: float = 0.7
+    assign: str = "first"  # hit-to-point rule of the validation clustering
     progress: bool = True
+    # start from this checkpoint's weights (fine-tuning; fresh optimiser and schedule)
+    init: str | None = None
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,13 +143,16 @@ class Trainer:
         self.best_pq = -math.inf
         if resume:
             self._resume()
+        elif cfg.init:
+            self._init_weights(cfg.init)
 
     # ------------------------------------------------------------------ state
     def _checkpoint(self, metrics: dict[str, Any] | None = None) -> Checkpoint:
         cfg = self.cfg
         return Checkpoint(cfg.model, self.model_config, self.encoding.to_dict(),
                           self.model.state_dict(),
-                          clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d},
+                          clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d,
+                                      "assign": cfg.assign},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
                                     "optimizer": self.opt.state_dict(),
@@ -171,6 +177,14 @@ class Trainer:
         torch.set_rng_state(t["rng_cpu"])  # dropout masks continue as without interruption
         if t.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(t["rng_cuda"], self.device)
+
+    def _init_weights(self, path: str) -> None:
+        """Load the weights of checkpoint ``path``: same network, configuration and encoding."""
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model, expect_config=self.model_config)
+        if encoding_from_dict(ckpt.encoding).to_dict() != self.encoding.to_dict():
+            raise ConfigError(f"--init {path}: the checkpoint's hit encoding {ckpt.encoding} "
+                              f"differs from this run's {self.encoding.to_dict()}")
+        self.model.load_state_dict(ckpt.state_dict)  # float16 shipped weights become float32
 
     def _save_last(self) -> None:
         if self.rank == 0:
@@ -289,7 +303,7 @@ class Trainer:
                                  weights=b["weight"])
             losses.append(float(terms["loss"]))
             pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
-                                           t_d=self.cfg.t_d)
+                                           t_d=self.cfg.t_d, assign=self.cfg.assign)
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
         self.model.train()

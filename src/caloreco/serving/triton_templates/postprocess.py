@@ -1,8 +1,8 @@
 """Triton Python-backend model: network outputs -> cluster id per hit (object condensation).
 
 Written by ``caloreco export --triton-repo``. The work is done by
-:class:`caloreco.serving.triton_repo.Postprocessor` with the thresholds ``t_beta`` and
-``t_d`` of this model's config.pbtxt ``parameters``: the Triton Python environment needs
+:class:`caloreco.serving.triton_repo.Postprocessor` with the thresholds ``t_beta``,
+``t_d`` and the rule ``assign`` of this model's config.pbtxt ``parameters``: the Triton Python environment needs
 caloreco (and torch) installed.
 
 Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N]. Outputs:
