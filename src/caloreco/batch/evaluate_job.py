@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
@@ -83,6 +83,7 @@ def _event_parts(event: Any, pred: np.ndarray, *, counts_only: bool = False) -> 
         "seg_w": [_enc(ev._seg_w.intersection), _enc(ev._seg_w.union)],
         "pq": [float(ev._pq.iou_sum), int(ev._pq.tp), int(ev._pq.fp), int(ev._pq.fn)],
         "pq_u": [float(ev._pq_u.iou_sum), int(ev._pq_u.tp), int(ev._pq_u.fp), int(ev._pq_u.fn)],
+        "failures": list(astuple(ev._failures)),
     }
     if not counts_only:
         parts.update({
@@ -101,7 +102,7 @@ def _replay(evaluator: Any, parts: Mapping[str, Any]) -> None:
     This reaches into the evaluator's state; a public ``ClusteringEvaluator.merge`` of
     per-event parts in :mod:`caloreco.metrics.summary` would be the better home for it.
     """
-    from caloreco.metrics import PanopticCounts, SegmentationCounts
+    from caloreco.metrics import FailureCounts, PanopticCounts, SegmentationCounts
 
     evaluator.n_events += 1
     evaluator.n_hits += parts["n_hits"]
@@ -109,6 +110,7 @@ def _replay(evaluator: Any, parts: Mapping[str, Any]) -> None:
     evaluator._seg_w += SegmentationCounts(*(_dec(a) for a in parts["seg_w"]))
     evaluator._pq += PanopticCounts(*parts["pq"])
     evaluator._pq_u += PanopticCounts(*parts["pq_u"])
+    evaluator._failures += FailureCounts(*parts["failures"])
     if "values" in parts:
         evaluator._eff.append(tuple(_dec(a) for a in parts["eff"]))
         evaluator._fake.append(tuple(_dec(a) for a in parts["fake"]))

@@ -383,6 +383,30 @@ def _rate(value: Any) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
+def _failure_table(methods: dict[str, Any]) -> list[str]:
+    """Markdown lines: the outcome of every truth and predicted cluster, per method."""
+    rows = [(name, r["metrics"]["failures"]) for name, r in methods.items()
+            if "failures" in r["metrics"]]
+    if not rows:
+        return []
+    head = ["method", "truth: matched", "merged", "split", "lost",
+            "predicted: matched", "fragment", "noise", "mixed"]
+    lines = ["## Why clusters do not match", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, f in rows:
+        cells = [f"{f[side][k]} ({_fmt(f[side][k + '_fraction'], 2)})"
+                 for side, keys in (("truth", ("matched", "merged", "split", "lost")),
+                                    ("pred", ("matched", "fragment", "noise", "mixed")))
+                 for k in keys]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return lines + ["", "Counts (fraction) of truth and predicted clusters, energy-weighted "
+                        "matching: a truth cluster is *merged* when one predicted cluster "
+                        "holds most of it but also much else, *split* when none holds half, "
+                        "*lost* when most of it is called noise; an unmatched predicted "
+                        "cluster is a *fragment* of one truth cluster, mostly *noise*, or "
+                        "*mixed* (`caloreco.metrics.failures`).", ""]
+
+
 def _markdown(s: dict[str, Any]) -> str:
     lines = ["# Clustering comparison", ""]
     lines += [f"- data: `{s['data']}` ({len(s['shards'])} shard(s))",
@@ -409,6 +433,7 @@ def _markdown(s: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "SQ, RQ, PQ energy-weighted (IoU > 0.5 matching); response = E_reco / E_true "
               "(deposited) of matched clusters, resolution = (q84 - q16) / 2 / median.", ""]
+    lines += _failure_table(s["methods"])
     for name, grid in s["scan"].items():
         lines += [f"## Threshold scan: {name} (PQ, energy-weighted)", ""]
         lines += ["| t_beta \\ t_d | " + " | ".join(f"{d:g}" for d in grid["t_d"]) + " |",

@@ -5,6 +5,8 @@
 - :mod:`~caloreco.metrics.panoptic`     IoU > 0.5 cluster matching, SQ / RQ / PQ
   (Kirillov et al. 2019), efficiency and fake rate versus energy
 - :mod:`~caloreco.metrics.response`     E_reco / E_true of matched clusters per truth type
+- :mod:`~caloreco.metrics.failures`     why unmatched clusters fail: merged, split or lost
+  truth clusters; fragment, noise or mixed predicted clusters
 - :mod:`~caloreco.metrics.summary`      :class:`ClusteringEvaluator`, accumulating all of
   the above over events into one report dictionary, and :func:`evaluate_events`
 
@@ -12,6 +14,7 @@ Labels are per hit: truth-cluster index or predicted-cluster id, -1 for noise. E
 is numpy; nothing is imported from torch.
 """
 
+from caloreco.metrics.failures import FailureCounts, classify_failures, failure_modes
 from caloreco.metrics.panoptic import (
     DEFAULT_ENERGY_BINS,
     MATCH_IOU,
@@ -45,13 +48,16 @@ __all__ = [
     "RESPONSE_REFERENCES",
     "ClusterMatch",
     "ClusteringEvaluator",
+    "FailureCounts",
     "PanopticCounts",
     "SegmentationCounts",
     "binned_fraction",
     "check_hit_inputs",
+    "classify_failures",
     "efficiency_curve",
     "energy_response",
     "evaluate_events",
+    "failure_modes",
     "fake_rate_curve",
     "hit_miou",
     "match_clusters",

@@ -7,7 +7,8 @@ hit energies, optionally the truth-cluster types and energies) and accumulates
 - SQ / RQ / PQ, energy-weighted and unweighted (:mod:`caloreco.metrics.panoptic`),
 - efficiency versus truth energy and fake rate versus predicted energy, from the
   energy-weighted matching,
-- the energy response of matched clusters per truth type (:mod:`caloreco.metrics.response`).
+- the energy response of matched clusters per truth type (:mod:`caloreco.metrics.response`),
+- the failure modes of the unmatched clusters (:mod:`caloreco.metrics.failures`).
 
 Data-set values sum intersections, unions, IoUs and counts over events before dividing;
 per-event values are kept as well. :func:`evaluate_events` runs it over
@@ -23,6 +24,7 @@ import numpy as np
 
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InvalidDataError
+from caloreco.metrics.failures import FailureCounts, classify_failures
 from caloreco.metrics.panoptic import (
     DEFAULT_ENERGY_BINS,
     PanopticCounts,
@@ -79,6 +81,7 @@ class ClusteringEvaluator:
         self._seg_w = SegmentationCounts()
         self._pq = PanopticCounts()
         self._pq_u = PanopticCounts()
+        self._failures = FailureCounts()
         self._per_event: dict[str, list[float]] = {k: [] for k in PER_EVENT_KEYS}
         # concatenated at result(): (values, selected) of the curves, response inputs
         self._eff: list[tuple[np.ndarray, np.ndarray]] = []
@@ -124,6 +127,7 @@ class ClusteringEvaluator:
                                  truth_energy=truth_energy, event=event)
         resp = matched_energies(match, reference=self.response_reference,
                                 truth_types=truth_types, event=event)
+        failures = classify_failures(match, truth, pred, energy, event=event)
         # all checks passed: update the state
         pq, pq_u = match.counts, match_u.counts
         self.n_events += 1
@@ -132,6 +136,7 @@ class ClusteringEvaluator:
         self._seg_w += seg_w
         self._pq += pq
         self._pq_u += pq_u
+        self._failures += failures
         t_keep, p_keep = ~match.truth_ignored, ~match.pred_ignored
         self._eff.append((match.truth_reference_energy[t_keep], match.truth_matched[t_keep]))
         self._fake.append((match.pred_deposit[p_keep], ~match.pred_matched[p_keep]))
@@ -152,7 +157,8 @@ class ClusteringEvaluator:
         fn`` (energy-weighted) and the same with suffix ``_unweighted``; ``efficiency`` and
         ``fake_rate`` (:func:`~caloreco.metrics.panoptic.binned_fraction` dicts);
         ``response`` (:func:`~caloreco.metrics.response.energy_response`, the type groups
-        when any event had ``truth_types``); ``per_event`` (lists of
+        when any event had ``truth_types``); ``failures`` (energy-weighted matching,
+        :meth:`~caloreco.metrics.failures.FailureCounts.as_dict`); ``per_event`` (lists of
         :data:`PER_EVENT_KEYS`); ``settings``. Undefined values are NaN.
         """
         def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -178,6 +184,7 @@ class ClusteringEvaluator:
                                          self.energy_bins),
             "response": energy_response(reco, true, types if self._has_types else None,
                                         edges=self.energy_bins),
+            "failures": self._failures.as_dict(),
             "per_event": {k: list(v) for k, v in self._per_event.items()},
             "settings": {"energy_bins": self.energy_bins.tolist(),
                          "min_truth_energy": self.min_truth_energy,
