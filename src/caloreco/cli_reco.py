@@ -59,8 +59,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      q_min=args.q_min, init=args.init, t_beta=args.t_beta, t_d=args.t_d,
-                      assign=args.assign)
+                      q_min=args.q_min, repulsion=args.repulsion, init=args.init,
+                      t_beta=args.t_beta, t_d=args.t_d, assign=args.assign)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -265,6 +265,10 @@ def add_commands(sub: Any) -> None:
                         "(repeatable; default 1 each)")
     t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
                    "q_min (default 0.1)")
+    t.add_argument("--repulsion", choices=["hits", "groups"], default="hits",
+                   help="normalisation of the repulsive potential: mean over the event's other "
+                        "hits (default, Kieseler 2020) or over its other objects and noise "
+                        "(every neighbour counts alike, however small)")
     t.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of this checkpoint or run directory (same "
                         "network and encoding; fresh optimiser and learning-rate schedule)")

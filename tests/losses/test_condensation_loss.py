@@ -199,3 +199,65 @@ def test_module_weights_terms() -> None:
     for term in TERMS:
         torch.testing.assert_close(out[term], terms[term])
     assert "q_min=0.2" in repr(module)
+
+
+def _groups_reference(beta, x, oid, w, q_min=0.1):
+    """V^rep with repulsion="groups", object by object in plain Python (one event)."""
+    q = torch.arctanh(beta.clamp(max=1 - 1e-4)) ** 2 + q_min
+    objects = sorted(set(oid[oid >= 0].tolist()))
+    groups = {k: (oid == k).nonzero().flatten().tolist() for k in objects}
+    if (oid < 0).any():
+        groups["noise"] = (oid < 0).nonzero().flatten().tolist()
+    terms = []
+    for k in objects:
+        members = groups[k]
+        a = max(members, key=lambda i: (float(beta[i]), -i))
+        others = [g for name, g in groups.items() if name != k]
+        means = [sum(float(w[i] * q[i] * q[a] * torch.relu(1 - torch.linalg.norm(x[i] - x[a])))
+                     for i in g) / len(g) for g in others]
+        terms.append(sum(means) / len(others) if others else 0.0)
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_group_repulsion_matches_reference(seed: int) -> None:
+    beta, x, oid, w = _event(60, 5, seed)
+    x = x * 0.5  # many pairs inside the hinge
+    for with_noise in (True, False):
+        o = oid.clone() if with_noise else oid.clamp(min=0)
+        out = condensation_loss(beta, x, o, weights=w, repulsion="groups")
+        ref = _groups_reference(beta, x, o, w)
+        assert out["repulsive"].item() == pytest.approx(ref, rel=1e-9)
+        # only the repulsive term changes
+        hits = condensation_loss(beta, x, o, weights=w)
+        for term in ("attractive", "coward", "noise"):
+            torch.testing.assert_close(out[term], hits[term])
+
+
+def test_group_repulsion_counts_a_small_neighbour_like_a_large_one() -> None:
+    # object 0 (one hit) with a neighbour at distance 0.5 and a far object (no hinge);
+    # event "small": the neighbour has 2 hits, the far object 20; event "large": swapped
+    def event(n_near: int, n_far: int) -> tuple[torch.Tensor, ...]:
+        x = torch.tensor([[0.0]] + [[0.5]] * n_near + [[5.0]] * n_far, dtype=torch.float64)
+        oid = torch.tensor([0] + [1] * n_near + [2] * n_far)
+        beta = torch.full((len(oid),), 0.5, dtype=torch.float64)
+        beta[0] = 0.9
+        return beta, x, oid
+
+    small, large = event(2, 20), event(20, 2)
+    groups = [condensation_loss(*e, repulsion="groups")["repulsive"].item() for e in (small, large)]
+    hits = [condensation_loss(*e)["repulsive"].item() for e in (small, large)]
+    assert groups[0] == pytest.approx(groups[1])  # every neighbour counts alike
+    assert hits[1] > 5 * hits[0]  # by share of hits: the large neighbour repels ~10x more
+    with pytest.raises(ConfigError, match="repulsion must be one of"):
+        condensation_loss(*small, repulsion="local")
+
+
+def test_group_repulsion_batches_as_mean_of_events() -> None:
+    events = [_event(n, k, seed) for n, k, seed in [(10, 2, 1), (40, 5, 2), (25, 3, 3)]]
+    singles = [condensation_loss(b, x, o, weights=w, repulsion="groups") for b, x, o, w in events]
+    beta, x, oid, w = (torch.cat(t) for t in zip(*events))
+    batch = torch.cat([torch.full((len(e[0]),), i) for i, e in enumerate(events)])
+    out = condensation_loss(beta, x, oid, batch, weights=w, repulsion="groups")
+    for term in TERMS:
+        torch.testing.assert_close(out[term], torch.stack([s[term] for s in singles]).mean())

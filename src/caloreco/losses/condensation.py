@@ -30,6 +30,21 @@ that have it (events without objects give only a noise term, events without nois
 term). ``norm="object"`` instead averages the object terms over all objects of the batch
 and the noise term over all noise hits of the batch.
 
+``repulsion="groups"`` changes only the normalisation of ``V^rep``: the hits of
+``E_k \ M_k`` are grouped by object, the event's noise hits forming one more group, and
+each group ``g`` counts by its mean,
+
+.. math::
+
+    V^{rep}_k = \frac{1}{|G_k|} \sum_{g \in G_k} \frac{1}{|g|} \sum_{i \in g}
+                w_i q_i q_{\alpha_k} \max(0, 1 - \lVert x_i - x_{\alpha_k} \rVert)
+
+(``G_k``: the groups of ``k``'s event other than ``k``). With the default ``"hits"`` a
+neighbouring object repels ``k`` in proportion to its share of the event's hits, so a small
+shower next to a large one is barely pushed away (~50 of ~10k hits) and condenses into
+it; with ``"groups"`` every neighbour counts alike, as the attraction (a mean over the
+object's own hits) does.
+
 For one event with ``weights=None`` this reproduces
 ``object_condensation.pytorch.losses.condensation_loss`` (package ``object-condensation``
 1.1.0, used by the GNN tracking of Lieret & DeZoort, arXiv 2309.16754): per-object means
@@ -58,11 +73,15 @@ BETA_MAX = 1.0 - 1e-4
 #: fills its whole event has no repulsive hits and gets ``V^rep = 0 / 1e-9 = 0``).
 _EPS = 1e-9
 _NORMS = ("event", "object")
+#: normalisations of the repulsive potential (see the module docstring)
+REPULSIONS = ("hits", "groups")
 TERMS = ("attractive", "repulsive", "coward", "noise")
 
 
-def _check_options(q_min: float, s_b: float, norm: str) -> None:
-    """Raise :class:`ConfigError` for a bad ``q_min``, ``s_b`` or ``norm``."""
+def _check_options(q_min: float, s_b: float, norm: str, repulsion: str = "hits") -> None:
+    """Raise :class:`ConfigError` for a bad ``q_min``, ``s_b``, ``norm`` or ``repulsion``."""
+    if repulsion not in REPULSIONS:
+        raise ConfigError(f"repulsion must be one of {list(REPULSIONS)}, got {repulsion!r}")
     if not q_min > 0:
         raise ConfigError(f"q_min must be > 0, got {q_min}")
     if not s_b >= 0:
@@ -103,7 +122,7 @@ def _per_event_mean(values: Tensor, event: Tensor, n_events: int,
 def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None = None,
                       *, weights: Tensor | None = None, q_min: float = 0.1, s_b: float = 1.0,
                       noise_id: int = -1, norm: str = "event",
-                      weight_beta: bool = False) -> dict[str, Tensor]:
+                      weight_beta: bool = False, repulsion: str = "hits") -> dict[str, Tensor]:
     """Object condensation loss terms of a batch of events (see the module docstring).
 
     Objects are ``(event, object_id)`` pairs: the same id in two events names two objects,
@@ -127,6 +146,9 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
             ``"object"`` (mean over all objects / noise hits of the batch).
         weight_beta: weight the coward mean over objects by ``W_k``, the mean hit weight
             of object ``k`` (only with ``weights``; default False, as the reference).
+        repulsion: ``"hits"`` (mean over all other hits of the event; default, as the
+            reference) or ``"groups"`` (mean over the other objects and the noise of the
+            event of their mean potential).
 
     Returns:
         Scalar tensors ``attractive``, ``repulsive``, ``coward``, ``noise`` (already times
@@ -137,10 +159,10 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
         beta ``[N]``, x ``[N, D]``, object_id ``[N]`` int, batch ``[N]`` int, weights ``[N]``.
 
     Raises:
-        ConfigError: ``q_min <= 0``, ``s_b < 0`` or an unknown ``norm``.
+        ConfigError: ``q_min <= 0``, ``s_b < 0``, an unknown ``norm`` or ``repulsion``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
-    _check_options(q_min, s_b, norm)
+    _check_options(q_min, s_b, norm, repulsion)
     _check_inputs(beta, x, object_id, batch, weights)
     device = beta.device
     n = beta.shape[0]
@@ -223,14 +245,22 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
     v_att_ik = torch.where(member, qq * d2, torch.zeros_like(d2))
     v_rep_ik = torch.where(valid & ~member, qq * torch.relu(1.0 - dist), torch.zeros_like(d2))
 
+    n_k = torch.bincount(obj_of, minlength=n_obj).to(beta.dtype)
+    if repulsion == "groups":  # each hit weighs 1 / (hits of its group: object or noise)
+        n_noise_e = torch.bincount(event[noise], minlength=n_events).to(beta.dtype)
+        group_size = torch.where(noise, n_noise_e[event], n_k[obj.clamp(min=0)])
+        v_rep_ik = v_rep_ik / group_size[:, None]
     # per-object sums over hits (column sums, scattered by object index)
     flat = objs_safe.reshape(-1)
     v_att_k = beta.new_zeros(n_obj).index_add(0, flat, v_att_ik.reshape(-1))
     v_rep_k = beta.new_zeros(n_obj).index_add(0, flat, v_rep_ik.reshape(-1))
-    n_k = torch.bincount(obj_of, minlength=n_obj).to(beta.dtype)
-    n_event = torch.bincount(event, minlength=n_events).to(beta.dtype)
     v_att_k = v_att_k / (n_k + _EPS)
-    v_rep_k = v_rep_k / (n_event[obj_event] - n_k + _EPS)
+    if repulsion == "groups":
+        n_groups = obj_count.to(beta.dtype) + (n_noise_e > 0).to(beta.dtype)
+        v_rep_k = v_rep_k / (n_groups[obj_event] - 1 + _EPS)
+    else:
+        n_event = torch.bincount(event, minlength=n_events).to(beta.dtype)
+        v_rep_k = v_rep_k / (n_event[obj_event] - n_k + _EPS)
     coward_k = 1.0 - beta[alpha]
     w_k = None
     if weight_beta and w is not None:
@@ -270,6 +300,7 @@ class CondensationLoss(nn.Module):
         noise_id: hits with ``object_id <= noise_id`` are noise (default -1).
         norm: ``"event"`` or ``"object"`` normalisation (default ``"event"``).
         weight_beta: weight the coward term by the objects' mean hit weight (default False).
+        repulsion: ``"hits"`` (default) or ``"groups"`` normalisation of the repulsive term.
 
     Shapes:
         forward(beta ``[N]``, x ``[N, D]``, object_id ``[N]``, batch ``[N]`` or None,
@@ -278,9 +309,10 @@ class CondensationLoss(nn.Module):
 
     def __init__(self, *, q_min: float = 0.1, s_b: float = 1.0, attractive: float = 1.0,
                  repulsive: float = 1.0, beta: float = 1.0, noise: float = 1.0,
-                 noise_id: int = -1, norm: str = "event", weight_beta: bool = False) -> None:
+                 noise_id: int = -1, norm: str = "event", weight_beta: bool = False,
+                 repulsion: str = "hits") -> None:
         super().__init__()
-        _check_options(q_min, s_b, norm)
+        _check_options(q_min, s_b, norm, repulsion)
         coefficients = {"attractive": attractive, "repulsive": repulsive, "coward": beta,
                         "noise": noise}
         for name, value in coefficients.items():
@@ -292,13 +324,14 @@ class CondensationLoss(nn.Module):
         self.noise_id = noise_id
         self.norm = norm
         self.weight_beta = weight_beta
+        self.repulsion = repulsion
 
     def forward(self, beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None = None,
                 weights: Tensor | None = None) -> dict[str, Tensor]:
         """The weighted total ``loss`` and the unweighted terms."""
         terms = condensation_loss(beta, x, object_id, batch, weights=weights, q_min=self.q_min,
                                   s_b=self.s_b, noise_id=self.noise_id, norm=self.norm,
-                                  weight_beta=self.weight_beta)
+                                  weight_beta=self.weight_beta, repulsion=self.repulsion)
         terms["loss"] = sum((c * terms[name] for name, c in self.coefficients.items()),
                             start=terms["loss"] * 0.0)
         return terms
@@ -307,4 +340,5 @@ class CondensationLoss(nn.Module):
         c = self.coefficients
         return (f"q_min={self.q_min}, s_b={self.s_b}, attractive={c['attractive']}, "
                 f"repulsive={c['repulsive']}, beta={c['coward']}, noise={c['noise']}, "
-                f"norm={self.norm!r}, weight_beta={self.weight_beta}")
+                f"norm={self.norm!r}, weight_beta={self.weight_beta}, "
+                f"repulsion={self.repulsion!r}")

@@ -61,6 +61,7 @@ class TrainConfig:
     time_limit_min: float | None = None  # stop cleanly (checkpointed) after this long
     q_min: float = 0.1
     s_b: float = 1.0
+    repulsion: str = "hits"  # normalisation of the repulsive term: "hits" or "groups"
     # coefficients of the loss terms (attractive, repulsive, beta, noise); see CondensationLoss
     loss_weights: dict[str, float] = field(default_factory=dict)
     t_beta: float = 0.1
@@ -118,7 +119,7 @@ class Trainer:
         self.model = build_model(cfg.model, opts).to(self.device)
         self.model_config = self.model.config.to_dict()
         self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True,
-                                        **cfg.loss_weights)
+                                        repulsion=cfg.repulsion, **cfg.loss_weights)
 
         full = EncodedEvents(cfg.data, self.encoding)
         train_idx, val_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
