@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH) -e '.[test]'
+	# a real Triton Inference Server (2.51, Python backend) for tests/serving/test_real_triton.py:
+	# the tritonserver binary bundled in nvidia-pytriton; --no-deps: only the binary is used
+	$(PIP) install --quiet --no-deps nvidia-pytriton==0.7.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/caloreco demo --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulation.py

@@ -166,7 +166,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from caloreco.serving.triton_repo import build_triton_repo
 
         repo = build_triton_repo(checkpoint, args.triton_repo, fmt=args.format,
-                                 name=args.triton_name, force=args.force)
+                                 name=args.triton_name, force=args.force,
+                                 network_backend=args.triton_network_backend)
         print(f"Triton model repository ({args.format}) -> {repo}: ensemble '{args.triton_name}' "
               f"(FEATURES, EVENT_OFFSETS -> CLUSTER_ID, BETA, COORDS); see docs/serving-triton.md")
         if args.out is not None:  # the repository's network file: no second export
@@ -334,6 +335,10 @@ def add_commands(sub: Any) -> None:
     e.add_argument("--triton-name", default="caloreco", metavar="NAME",
                    help="name of the ensemble in the repository (default caloreco; the "
                         "other models are NAME_preprocess, NAME_network, NAME_postprocess)")
+    e.add_argument("--triton-network-backend", choices=["native", "python"], default="native",
+                   help="run the network in Triton's onnxruntime/libtorch backend (native, "
+                        "default) or in the Python backend with torch/onnxruntime (for servers "
+                        "without those backends, e.g. the nvidia-pytriton one)")
     e.add_argument("--force", action="store_true",
                    help="replace an existing non-empty --triton-repo directory")
     e.set_defaults(func=cmd_export)

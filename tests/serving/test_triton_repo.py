@@ -42,6 +42,13 @@ class _Tensor:
     def as_numpy(self) -> np.ndarray:
         return self._array
 
+    def to_dlpack(self) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(self._array))
+
+    @classmethod
+    def from_dlpack(cls, name: str, capsule: Any) -> "_Tensor":
+        return cls(name, torch.from_dlpack(capsule).numpy())
+
 
 class _TritonError:
     def __init__(self, message: str) -> None:

@@ -6,8 +6,8 @@
     DIR/NAME/1/                         (empty: an ensemble has no model file)
     DIR/NAME_preprocess/config.pbtxt    Python backend: raw hits -> network inputs
     DIR/NAME_preprocess/1/model.py
-    DIR/NAME_network/config.pbtxt       onnxruntime_onnx or pytorch_libtorch
-    DIR/NAME_network/1/model.onnx       (or model.pt)
+    DIR/NAME_network/config.pbtxt       onnxruntime_onnx or pytorch_libtorch (or python)
+    DIR/NAME_network/1/model.onnx       (or model.pt; with the python backend also model.py)
     DIR/NAME_postprocess/config.pbtxt   Python backend: condensation -> cluster ids
     DIR/NAME_postprocess/1/model.py
 
@@ -25,6 +25,9 @@ equivalent (:mod:`caloreco.serving.export`), so it runs in the Python backend
 (:class:`Preprocessor`, which imports caloreco: the Triton Python environment needs
 caloreco and torch installed); the exported network runs in onnxruntime or libtorch, on
 the GPU when the server has one; the condensation (:class:`Postprocessor`) runs in Python.
+With ``network_backend="python"`` the network file is run by :class:`NetworkRunner` in a
+Python-backend model instead (torch for TorchScript, onnxruntime for ONNX), for servers
+built without the libtorch or onnxruntime backend, such as the one in ``nvidia-pytriton``.
 
 Batching: every model has ``max_batch_size: 0`` and no ``dynamic_batching``. The network
 takes one concatenated hit tensor (variable first dimension, events told apart by the
@@ -121,6 +124,27 @@ def event_index(offsets: np.ndarray | None, n_hits: int) -> np.ndarray:
     return np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))
 
 
+def from_triton(tensor: Any) -> np.ndarray:
+    """The values of a Python-backend request tensor, read through DLPack.
+
+    Not ``tensor.as_numpy()``: Triton's Python backend (2.51, the server of nvidia-pytriton
+    0.7.0; a known issue up to at least 2.52, triton-inference-server/server#8301) built
+    with a pybind11 older than numpy 2 hands ``as_numpy()`` arrays of the right shape whose
+    every element is the first one when numpy >= 2 is installed: silently wrong clusters.
+    DLPack bypasses numpy's C interface.
+    """
+    import torch
+
+    return torch.from_dlpack(tensor.to_dlpack()).cpu().numpy()
+
+
+def to_triton(pb_utils: Any, name: str, array: np.ndarray) -> Any:
+    """A Python-backend output tensor of ``array``, made through DLPack (see :func:`from_triton`)."""
+    import torch
+
+    return pb_utils.Tensor.from_dlpack(name, torch.from_numpy(np.ascontiguousarray(array)))
+
+
 class Preprocessor:
     """Raw hits -> the inputs of the exported network (the pre-processing model).
 
@@ -170,6 +194,55 @@ class Preprocessor:
             out[name] = maps[name].numpy()
         out[HIT_EVENT] = batch
         return out
+
+
+class NetworkRunner:
+    """The exported network in a Python-backend model: TorchScript by torch, ONNX by
+    onnxruntime (one intra-op thread, :func:`caloreco.serving.export.onnx_session`).
+
+    Args:
+        path: ``model.pt`` or ``model.onnx``.
+        input_names: the network inputs in call order.
+        device: ``"cpu"`` or ``"cuda:N"`` (TorchScript only; ONNX runs on the CPU).
+    """
+
+    def __init__(self, path: str | Path, input_names: Sequence[str], *,
+                 device: str = "cpu") -> None:
+        import torch
+
+        self.path = Path(path)
+        self.input_names = list(input_names)
+        self.onnx = self.path.suffix == ".onnx"
+        if self.onnx:
+            from caloreco.serving.export import onnx_session
+
+            self.session = onnx_session(self.path)
+            self.device = torch.device("cpu")
+        else:
+            self.device = torch.device(device if torch.cuda.is_available() else "cpu")
+            self.module = torch.jit.load(str(self.path), map_location=self.device).eval()
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, str], version_dir: str | Path, *,
+                        device: str = "cpu") -> "NetworkRunner":
+        return cls(Path(version_dir) / params["model_file"], json.loads(params["input_names"]),
+                   device=device)
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """``{"coords": [N, D], "beta": [N]}`` (float32) for the inputs in call order."""
+        import torch
+
+        if len(arrays) != len(self.input_names):
+            raise InvalidDataError(f"the network takes {len(self.input_names)} inputs "
+                                   f"{self.input_names}, got {len(arrays)}")
+        if self.onnx:
+            outs = self.session.run(list(NETWORK_OUTPUTS), dict(zip(self.input_names, arrays)))
+        else:
+            with torch.no_grad():
+                res = self.module(*(torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+                                    for a in arrays))
+            outs = [t.float().cpu().numpy() for t in res]
+        return {name: np.asarray(o, dtype=np.float32) for name, o in zip(NETWORK_OUTPUTS, outs)}
 
 
 class Postprocessor:
@@ -300,13 +373,14 @@ def network_config(name: str, platform: str, inputs: Sequence[TensorSpec],
 
 
 def python_config(name: str, purpose: str, inputs: Sequence[TensorSpec],
-                  outputs: Sequence[TensorSpec], params: Mapping[str, str]) -> str:
+                  outputs: Sequence[TensorSpec], params: Mapping[str, str], *,
+                  kind: str = "KIND_CPU") -> str:
     """config.pbtxt of a Python-backend model (needs caloreco in the Triton Python environment)."""
     lines = _comment(f"{purpose}\nPython backend: the Triton Python environment needs caloreco "
                      f"(and torch) installed, see docs/serving-triton.md.\n{_BATCHING_NOTE}")
     lines += [f"name: {_pbtxt_string(name)}", 'backend: "python"', "max_batch_size: 0",
               *_io("input", inputs), *_io("output", outputs),
-              "instance_group [ { count: 1 kind: KIND_CPU } ]", *_parameters(params), ""]
+              f"instance_group [ {{ count: 1 kind: {kind} }} ]", *_parameters(params), ""]
     return "\n".join(lines)
 
 
@@ -384,8 +458,13 @@ def _template(name: str) -> str:
     return (resources.files("caloreco.serving") / "triton_templates" / name).read_text()
 
 
+#: Who runs the network model: Triton's own backend for the format, or the Python backend.
+NETWORK_BACKENDS = ("native", "python")
+
+
 def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "onnx",
-                      name: str = "caloreco", force: bool = False) -> Path:
+                      name: str = "caloreco", force: bool = False,
+                      network_backend: str = "native") -> Path:
     """Write the Triton model repository of ``checkpoint`` into ``repo`` (see the module docs).
 
     Args:
@@ -396,6 +475,9 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
         name: the ensemble's name; the other models are ``NAME_preprocess``,
             ``NAME_network`` and ``NAME_postprocess``.
         force: replace an existing non-empty ``repo``.
+        network_backend: ``"native"`` (onnxruntime_onnx or pytorch_libtorch, default) or
+            ``"python"`` (the network file run by :class:`NetworkRunner` in a Python-backend
+            model).
 
     Returns:
         ``repo``.
@@ -413,6 +495,9 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
 
     if fmt not in ("onnx", "torchscript"):
         raise ConfigError(f"format must be 'onnx' or 'torchscript', got {fmt!r}")
+    if network_backend not in NETWORK_BACKENDS:
+        raise ConfigError(f"network backend must be one of {list(NETWORK_BACKENDS)}, got "
+                          f"{network_backend!r}")
     if not _NAME_RULE.match(name):
         raise ConfigError(f"Triton model name must be letters, digits, '_', '-' and '.', got "
                           f"{name!r}")
@@ -446,9 +531,20 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
             net_out = {f"{s.name}__{i}": s.name for i, s in enumerate(outputs)}
             platform = "pytorch_libtorch"
         by_name = {s.name: s for s in inputs + outputs}
-        (tmp / net / "config.pbtxt").write_text(network_config(
-            net, platform, [by_name[v].renamed(k) for k, v in net_in.items()],
-            [by_name[v].renamed(k) for k, v in net_out.items()]))
+        if network_backend == "python":  # plain tensor names, the file run by NetworkRunner
+            net_in = {s.name: s.name for s in inputs}
+            net_out = {s.name: s.name for s in outputs}
+            (tmp / net / VERSION / "model.py").write_text(_template("network.py"))
+            (tmp / net / "config.pbtxt").write_text(python_config(
+                net, "caloreco clustering network, run by torch (TorchScript) or onnxruntime "
+                     "(ONNX) in the Python backend: pre-processed hits -> clustering "
+                     "coordinates and beta.", inputs, outputs,
+                {"model_file": "model.onnx" if fmt == "onnx" else "model.pt",
+                 "input_names": json.dumps([s.name for s in inputs])}, kind="KIND_AUTO"))
+        else:
+            (tmp / net / "config.pbtxt").write_text(network_config(
+                net, platform, [by_name[v].renamed(k) for k, v in net_in.items()],
+                [by_name[v].renamed(k) for k, v in net_out.items()]))
 
         raw = [TensorSpec("FEATURES", "TYPE_FP32", (-1, len(RAW_HIT_COLUMNS))),
                TensorSpec("EVENT_OFFSETS", "TYPE_INT64", (-1,), optional=True)]

@@ -18,21 +18,23 @@ class TritonPythonModel:
     """Condensation clustering of each request's hits, event by event."""
 
     def initialize(self, args):
-        from caloreco.serving.triton_repo import Postprocessor, config_parameters
+        from caloreco.serving.triton_repo import (
+            Postprocessor, config_parameters, from_triton, to_triton)
 
         config = json.loads(args["model_config"])
         self.postprocessor = Postprocessor.from_parameters(config_parameters(config))
+        self.from_triton, self.to_triton = from_triton, to_triton
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
                 coords, beta, hit_event = (
-                    pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                    self.from_triton(pb_utils.get_input_tensor_by_name(request, name))
                     for name in ("coords", "beta", "hit_event"))
                 out = self.postprocessor(coords, beta, hit_event)
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor(k, v) for k, v in out.items()]))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[
+                    self.to_triton(pb_utils, k, v) for k, v in out.items()]))
             except Exception as exc:  # one bad request must not fail the others
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
