@@ -12,9 +12,14 @@ statistics), and events/s relative to in-process clustering of one event per cal
 in-process ones. Client threads, server and baseline share the machine's cores: on a
 small machine the client's own CPU time lowers the served figures.
 
+With ``--url HOST:PORT`` the load goes to an already running KServe v2 gRPC server instead,
+e.g. a real ``tritonserver`` serving ``caloreco export --triton-repo`` (``--model caloreco``,
+the ensemble; docs/serving-triton.md); its thread settings are the server's own.
+
 Run: ``python benchmarks/bench_serve.py [--events 8] [--requests 64]
 [--levels 1,2,4,8,16,32] [--max-batch 8] [--max-queue-delay-us 2000] [--threads 1]
-[--preset dtau] [--out bench_serve.json]``; a quick run: ``--events 4 --requests 16``.
+[--preset dtau] [--url HOST:PORT --model NAME] [--out bench_serve.json]``; a quick run:
+``--events 4 --requests 16``.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def in_process(events: list, device: str, batch_size: int) -> tuple[float, list]
     return len(events) / (time.perf_counter() - t0), preds
 
 
-def load_level(port: int, requests: list, reference: list, concurrency: int, n_requests: int) -> dict:
+def load_level(address: str, model: str, requests: list, reference: list, concurrency: int,
+               n_requests: int) -> dict:
     """``n_requests`` requests from ``concurrency`` threads; latency and throughput."""
     import tritonclient.grpc as grpcclient
 
@@ -79,7 +85,7 @@ def load_level(port: int, requests: list, reference: list, concurrency: int, n_r
     barrier = threading.Barrier(concurrency + 1)
 
     def worker() -> None:
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        client = grpcclient.InferenceServerClient(address)
         barrier.wait()
         while True:
             with lock:
@@ -90,7 +96,7 @@ def load_level(port: int, requests: list, reference: list, concurrency: int, n_r
             inp = grpcclient.InferInput("FEATURES", list(requests[i].shape), "FP32")
             inp.set_data_from_numpy(requests[i])
             t0 = time.perf_counter()
-            result = client.infer(MODEL, [inp])
+            result = client.infer(model, [inp])
             dt = time.perf_counter() - t0
             ok = np.array_equal(result.as_numpy("CLUSTER_ID"), reference[i].cluster_id)
             with lock:
@@ -115,12 +121,12 @@ def load_level(port: int, requests: list, reference: list, concurrency: int, n_r
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
 
 
-def server_stats(port: int) -> tuple[int, int, int]:
+def server_stats(address: str, model: str) -> tuple[int, int, int]:
     """(events, network calls, nanoseconds in network calls) served so far."""
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
-    s = client.get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
+    client = grpcclient.InferenceServerClient(address)
+    s = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     client.close()
     calls_ns = sum(int(b["compute_infer"].get("ns", 0)) for b in s.get("batch_stats", []))
     return int(s.get("inference_count", 0)), int(s.get("execution_count", 0)), calls_ns
@@ -137,6 +143,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--preset", default="dtau", help="event preset (default dtau)")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--url", default=None, help="load a running server at HOST:PORT (gRPC) "
+                   "instead of starting caloreco serve")
+    p.add_argument("--model", default=MODEL, help=f"model name on that server (default {MODEL})")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,16 +160,21 @@ def main() -> None:
           f"{base_b:.2f} events/s ({args.max_batch} per call)")
 
     requests = [hits_to_features(e.hits) for e in events]
-    proc, port = start_server(args)
+    proc = None
+    if args.url:
+        address = args.url
+    else:
+        proc, port = start_server(args)
+        address = f"127.0.0.1:{port}"
     rows = []
     try:
-        load_level(port, requests, reference, 1, len(requests))  # warm-up
+        load_level(address, args.model, requests, reference, 1, len(requests))  # warm-up
         print(f"{'conc':>5} {'req/s':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ev/call':>8} "
               f"{'net ms/ev':>9} {'vs in-proc':>10}")
         for c in (int(v) for v in args.levels.split(",")):
-            ev0, calls0, ns0 = server_stats(port)
-            row = load_level(port, requests, reference, c, args.requests)
-            ev1, calls1, ns1 = server_stats(port)
+            ev0, calls0, ns0 = server_stats(address, args.model)
+            row = load_level(address, args.model, requests, reference, c, args.requests)
+            ev1, calls1, ns1 = server_stats(address, args.model)
             row["events_per_call"] = (ev1 - ev0) / max(1, calls1 - calls0)
             row["network_ms_per_event"] = (ns1 - ns0) * 1e-6 / max(1, ev1 - ev0)  # server-side model time
             row["ratio_vs_in_process"] = row["events_per_s"] / base1
@@ -169,10 +183,12 @@ def main() -> None:
                   f"{row['p99_ms']:>8.1f} {row['events_per_call']:>8.2f} {row['network_ms_per_event']:>9.1f} "
                   f"{row['ratio_vs_in_process']:>10.2f}")
     finally:
-        proc.terminate()  # SIGTERM: graceful shutdown
-        proc.wait(30)
+        if proc is not None:
+            proc.terminate()  # SIGTERM: graceful shutdown
+            proc.wait(30)
     if args.out:
-        summary = {"events": len(events), "mean_hits": float(np.mean(hits)), "threads": args.threads,
+        summary = {"server": args.url or "caloreco serve", "model": args.model,
+                   "events": len(events), "mean_hits": float(np.mean(hits)), "threads": args.threads,
                    "in_process_events_per_s": base1, "in_process_batched_events_per_s": base_b,
                    "max_batch": args.max_batch, "max_queue_delay_us": args.max_queue_delay_us, "levels": rows}
         from caloreco.utils.atomic import atomic_write_text
