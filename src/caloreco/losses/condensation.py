@@ -31,13 +31,13 @@ term). ``norm="object"`` instead averages the object terms over all objects of t
 and the noise term over all noise hits of the batch.
 
 ``repulsion="groups"`` changes only the normalisation of ``V^rep``: the hits of
-``E_k \ M_k`` are grouped by object, the event's noise hits forming one more group, and
+``E_k \\ M_k`` are grouped by object, the event's noise hits forming one more group, and
 each group ``g`` counts by its mean,
 
 .. math::
 
-    V^{rep}_k = \frac{1}{|G_k|} \sum_{g \in G_k} \frac{1}{|g|} \sum_{i \in g}
-                w_i q_i q_{\alpha_k} \max(0, 1 - \lVert x_i - x_{\alpha_k} \rVert)
+    V^{rep}_k = \\frac{1}{|G_k|} \\sum_{g \\in G_k} \\frac{1}{|g|} \\sum_{i \\in g}
+                w_i q_i q_{\\alpha_k} \\max(0, 1 - \\lVert x_i - x_{\\alpha_k} \\rVert)
 
 (``G_k``: the groups of ``k``'s event other than ``k``). With the default ``"hits"`` a
 neighbouring object repels ``k`` in proportion to its share of the event's hits, so a small
