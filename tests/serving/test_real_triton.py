@@ -30,7 +30,7 @@ import pytest
 from caloreco.__main__ import entry
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
-from caloreco.serving.triton_repo import RAW_HIT_COLUMNS
+from caloreco.serving.protocol import events_to_request
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -59,13 +59,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _raw(events: list) -> tuple[np.ndarray, np.ndarray]:
-    cols = [np.concatenate([np.asarray(e.hits[c], np.float32) for e in events])
-            for c in RAW_HIT_COLUMNS]
-    offsets = np.concatenate([[0], np.cumsum([e.n_hits for e in events])]).astype(np.int64)
-    return np.stack(cols, 1), offsets
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +141,7 @@ def test_real_server_equals_in_process_clustering(triton, dtau_events, protocol,
     mod = httpclient if protocol == "http" else grpcclient
     client = mod.InferenceServerClient(triton[protocol])
     assert client.is_model_ready(model)
-    raw, offsets = _raw(dtau_events)
+    raw, offsets = events_to_request(dtau_events)
     inputs = [mod.InferInput("FEATURES", list(raw.shape), "FP32"),
               mod.InferInput("EVENT_OFFSETS", list(offsets.shape), "INT64")]
     inputs[0].set_data_from_numpy(raw)
@@ -165,7 +158,7 @@ def test_real_server_equals_in_process_clustering(triton, dtau_events, protocol,
 
 def test_real_server_reports_bad_hits_and_keeps_serving(triton, dtau_events):
     client = httpclient.InferenceServerClient(triton["http"])
-    raw, _ = _raw(dtau_events[:1])
+    raw, _ = events_to_request(dtau_events[:1])
     bad = raw.copy()
     bad[3, 0] = np.nan  # NaN energy
     x = httpclient.InferInput("FEATURES", list(bad.shape), "FP32")

@@ -20,6 +20,7 @@ from caloreco.__main__ import entry
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
 from caloreco.errors import ConfigError
+from caloreco.serving.protocol import events_to_request
 from caloreco.serving.triton_repo import RAW_HIT_COLUMNS
 
 onnx = pytest.importorskip("onnx")
@@ -157,13 +158,6 @@ def _run_ensemble(repo: Path, inputs: dict[str, np.ndarray], monkeypatch: pytest
     return {o.name: tensors[o.name] for o in ens.output}
 
 
-def _raw(events: list) -> tuple[np.ndarray, np.ndarray]:
-    cols = [np.concatenate([np.asarray(e.hits[c], np.float32) for e in events])
-            for c in RAW_HIT_COLUMNS]
-    offsets = np.concatenate([[0], np.cumsum([e.n_hits for e in events])]).astype(np.int64)
-    return np.stack(cols, 1), offsets
-
-
 # ----------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def onnx_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -241,7 +235,7 @@ def test_ensemble_equals_model_clusterer_on_dtau_events(which, request, dtau_eve
     repo = request.getfixturevalue(which)
     clusterer = ModelClusterer.from_checkpoint()
     events = dtau_events[:2]
-    raw, offsets = _raw(events)
+    raw, offsets = events_to_request(events)
     out = _run_ensemble(repo, {"FEATURES": raw, "EVENT_OFFSETS": offsets}, monkeypatch)
     ref = clusterer.cluster_events(events, batch_size=2)  # one network call, as the request
     for b, pred in enumerate(ref):
