@@ -52,7 +52,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -143,6 +143,33 @@ def to_triton(pb_utils: Any, name: str, array: np.ndarray) -> Any:
     import torch
 
     return pb_utils.Tensor.from_dlpack(name, torch.from_numpy(np.ascontiguousarray(array)))
+
+
+def respond(pb_utils: Any, requests: Sequence[Any],
+            handle: Callable[[Callable[[str], np.ndarray | None]], Mapping[str, np.ndarray]],
+            outputs: Sequence[str] | None = None) -> list[Any]:
+    """The ``execute`` loop of caloreco's Python-backend models: one response per request.
+
+    ``handle(read)`` computes a request's outputs, where ``read(name)`` is the request tensor
+    ``name`` (:func:`from_triton`; None when an optional input is absent); the ``outputs``
+    named (default: all it returns) are sent through :func:`to_triton`. An exception becomes
+    that request's error response, so one bad request does not fail the others.
+    """
+    responses = []
+    for request in requests:
+        def read(name: str, request: Any = request) -> np.ndarray | None:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            return None if tensor is None else from_triton(tensor)
+
+        try:
+            out = handle(read)
+            names = list(out) if outputs is None else outputs
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[to_triton(pb_utils, name, out[name]) for name in names]))
+        except Exception as exc:  # noqa: BLE001 - reported to the client, not raised
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
+    return responses
 
 
 class Preprocessor:

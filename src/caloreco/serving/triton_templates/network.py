@@ -22,8 +22,7 @@ class TritonPythonModel:
     """One network call per request (all events of the request together)."""
 
     def initialize(self, args):
-        from caloreco.serving.triton_repo import (
-            NetworkRunner, config_parameters, from_triton, to_triton)
+        from caloreco.serving.triton_repo import NetworkRunner, config_parameters, respond
 
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
@@ -33,18 +32,8 @@ class TritonPythonModel:
                                                     device=device)
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [o["name"] for o in config["output"]]
-        self.from_triton, self.to_triton = from_triton, to_triton
+        self.respond = respond
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                arrays = [self.from_triton(pb_utils.get_input_tensor_by_name(request, name))
-                          for name in self.inputs]
-                out = self.runner(arrays)
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    self.to_triton(pb_utils, name, out[name]) for name in self.outputs]))
-            except Exception as exc:  # one bad request must not fail the others
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
-        return responses
+        return self.respond(pb_utils, requests, lambda read: self.runner(
+            [read(name) for name in self.inputs]), self.outputs)

@@ -18,24 +18,12 @@ class TritonPythonModel:
     """Condensation clustering of each request's hits, event by event."""
 
     def initialize(self, args):
-        from caloreco.serving.triton_repo import (
-            Postprocessor, config_parameters, from_triton, to_triton)
+        from caloreco.serving.triton_repo import Postprocessor, config_parameters, respond
 
         config = json.loads(args["model_config"])
         self.postprocessor = Postprocessor.from_parameters(config_parameters(config))
-        self.from_triton, self.to_triton = from_triton, to_triton
+        self.respond = respond
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                coords, beta, hit_event = (
-                    self.from_triton(pb_utils.get_input_tensor_by_name(request, name))
-                    for name in ("coords", "beta", "hit_event"))
-                out = self.postprocessor(coords, beta, hit_event)
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    self.to_triton(pb_utils, k, v) for k, v in out.items()]))
-            except Exception as exc:  # one bad request must not fail the others
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
-        return responses
+        return self.respond(pb_utils, requests, lambda read: self.postprocessor(
+            read("coords"), read("beta"), read("hit_event")))

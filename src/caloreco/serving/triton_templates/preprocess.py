@@ -20,25 +20,13 @@ class TritonPythonModel:
     processed together)."""
 
     def initialize(self, args):
-        from caloreco.serving.triton_repo import (
-            Preprocessor, config_parameters, from_triton, to_triton)
+        from caloreco.serving.triton_repo import Preprocessor, config_parameters, respond
 
         config = json.loads(args["model_config"])
         self.preprocessor = Preprocessor.from_parameters(config_parameters(config))
         self.outputs = [o["name"] for o in config["output"]]
-        self.from_triton, self.to_triton = from_triton, to_triton
+        self.respond = respond
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                features = self.from_triton(pb_utils.get_input_tensor_by_name(request, "FEATURES"))
-                offsets = pb_utils.get_input_tensor_by_name(request, "EVENT_OFFSETS")
-                out = self.preprocessor(features,
-                                        None if offsets is None else self.from_triton(offsets))
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
-                    self.to_triton(pb_utils, name, out[name]) for name in self.outputs]))
-            except Exception as exc:  # one bad request must not fail the others
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
-        return responses
+        return self.respond(pb_utils, requests, lambda read: self.preprocessor(
+            read("FEATURES"), read("EVENT_OFFSETS")), self.outputs)
