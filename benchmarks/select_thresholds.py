@@ -1,12 +1,14 @@
 """Choose the condensation thresholds (t_beta, t_d) of a trained model on validation events.
 
-Runs the network once per event, re-clusters for every (assign, t_beta, t_d) of the grid
-(``assign``: hits to the first or to the nearest condensation point within t_d) and prints
+Runs the network once per event, re-clusters for every (assign, r_max, t_beta, t_d) of the
+grid (``assign``: hits to the first or to the nearest condensation point within t_d;
+``r_max``: the locality cut in cm on the hits' projected positions, ``none`` for none) and
+prints
 the energy-weighted PQ and mIoU; the best PQ is the model's operating point (stored in the
 shipped checkpoint). Select on a validation set, report on another seed.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/select_thresholds.py --model RUN/last.pt
---data runs/data/val --events 30``.
+--data runs/data/val --events 30 [--assign nearest --r-max none,8,10]``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def main() -> None:
     p.add_argument("--events", type=int, default=30)
     p.add_argument("--assign", default="first,nearest",
                    help="comma list of hit-to-point rules to scan (default first,nearest)")
+    p.add_argument("--r-max", default="none",
+                   help="comma list of locality cuts [cm] to scan, 'none' for none (default none)")
+    p.add_argument("--t-beta", default=",".join(map(str, T_BETA)), help="comma list of t_beta")
+    p.add_argument("--t-d", default=",".join(map(str, T_D)), help="comma list of t_d")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     model, enc = load_checkpoint(args.model).build()
@@ -42,26 +48,34 @@ def main() -> None:
         b = collate([ds[i]])
         with torch.no_grad():
             coords, beta = model(b["features"], b["points"], b["batch"])[:2]
-        outs.append((b, coords, beta))
+        pos = torch.from_numpy(enc.projected_positions(ds.event(i).hits))
+        outs.append((b, coords, beta, pos))
     table = []
     modes = [m.strip() for m in args.assign.split(",") if m.strip()]
+    cuts = [None if c.strip() == "none" else float(c) for c in args.r_max.split(",") if c.strip()]
+    t_betas = [float(t) for t in args.t_beta.split(",")]
+    t_ds = [float(t) for t in args.t_d.split(",")]
     for assign in modes:
-        for tb in T_BETA:
-            for td in T_D:
-                ev = ClusteringEvaluator()
-                for b, coords, beta in outs:
-                    pred = condensation_clustering(beta, coords, t_beta=tb, t_d=td,
-                                                   assign=assign)
-                    ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
-                r = ev.result()
-                table.append({"assign": assign, "t_beta": tb, "t_d": td, "pq": r["pq"],
-                              "miou": r["miou"], "sq": r["sq"], "rq": r["rq"]})
+        for r_max in cuts:
+            for tb in t_betas:
+                for td in t_ds:
+                    ev = ClusteringEvaluator()
+                    for b, coords, beta, pos in outs:
+                        pred = condensation_clustering(
+                            beta, coords, t_beta=tb, t_d=td, assign=assign,
+                            positions=None if r_max is None else pos, r_max=r_max)
+                        ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
+                    r = ev.result()
+                    table.append({"assign": assign, "r_max": r_max, "t_beta": tb, "t_d": td,
+                                  "pq": r["pq"], "miou": r["miou"], "sq": r["sq"],
+                                  "rq": r["rq"]})
     best = max(table, key=lambda r: r["pq"])
     for assign in modes:
-        for tb in T_BETA:
-            print(f"{assign} t_beta {tb}: " + "  ".join(
-                f"t_d {r['t_d']}: {r['pq']:.3f}" for r in table
-                if r["t_beta"] == tb and r["assign"] == assign))
+        for r_max in cuts:
+            for tb in t_betas:
+                print(f"{assign} r_max {r_max} t_beta {tb}: " + "  ".join(
+                    f"t_d {r['t_d']}: {r['pq']:.3f}" for r in table
+                    if r["t_beta"] == tb and r["assign"] == assign and r["r_max"] == r_max))
     print(f"best: {best}")
     if args.json:
         with open(args.json, "w") as fh:

@@ -60,7 +60,7 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, init=args.init,
-                      t_beta=args.t_beta, t_d=args.t_d, assign=args.assign)
+                      t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -97,7 +97,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     job = ClusterJob.create(args.out, args.model, device=args.device,
                             batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d,
-                            assign=args.assign)
+                            assign=args.assign, r_max=args.r_max)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
@@ -279,6 +279,8 @@ def add_commands(sub: Any) -> None:
                    help="cluster radius of the validation clustering (default 0.7)")
     t.add_argument("--assign", choices=["first", "nearest"], default="first",
                    help="hit-to-point rule of the validation clustering (default first)")
+    t.add_argument("--r-max", type=float, default=None, metavar="CM",
+                   help="locality cut of the validation clustering [cm] (default none)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")
@@ -302,6 +304,10 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--assign", choices=["first", "nearest"], default=None,
                    help="hit-to-point rule: first point within t_d in decreasing-beta order, "
                         "or nearest point within t_d (default: the model's)")
+    c.add_argument("--r-max", type=float, default=None, metavar="CM",
+                   help="locality cut: a condensation point takes only hits whose line of flight "
+                        "passes within CM of it at the front face (default: the model's; inf: "
+                        "none)")
     _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 

@@ -111,3 +111,26 @@ def test_checkpoint_rebuilds_the_stored_encoding(tmp_path, stored, barrel_cells)
                                torch.from_numpy(rebuilt.points(hits)),
                                torch.zeros(200, dtype=torch.int64))[:2]
         assert coords.shape[0] == beta.shape[0] == 200
+
+
+def test_projected_positions_lie_on_the_inner_cylinder(barrel_cells) -> None:
+    enc = HcalEncoding()
+    raw = enc.projected_positions(barrel_cells)
+    assert raw.shape == (len(barrel_cells["x"]), 3) and raw.dtype == np.float32
+    p = raw.astype(np.float64)
+    np.testing.assert_allclose(np.hypot(p[:, 0], p[:, 1]), 177.7, rtol=1e-6)
+    # the depths of one tower project onto one point (one line of flight)
+    depth, ieta, iphi = decode_tower_id(barrel_cells["cell_id"])
+    tower = (ieta + 100) * 100 + iphi
+    for t in np.unique(tower)[:50]:
+        pts = p[tower == t]
+        assert len(pts) == 4 and np.ptp(pts, axis=0).max() < 1e-3
+    # neighbouring towers in phi: r_in * 2 pi / 72 apart (~15.5 cm)
+    a = p[(ieta == 1) & (iphi == 1) & (depth == 1)][0]
+    b = p[(ieta == 1) & (iphi == 2) & (depth == 1)][0]
+    assert np.linalg.norm(a - b) == pytest.approx(2 * 177.7 * math.sin(math.pi / 72), rel=1e-4)
+    on_axis = {k: v[:1].copy() for k, v in barrel_cells.items()}
+    on_axis["x"][:] = 0.0
+    on_axis["y"][:] = 0.0
+    with pytest.raises(InvalidDataError, match="beam axis"):
+        enc.projected_positions(on_axis)

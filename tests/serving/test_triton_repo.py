@@ -19,7 +19,7 @@ import torch
 from caloreco.__main__ import entry
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
-from caloreco.errors import ConfigError
+from caloreco.errors import ConfigError, InvalidDataError
 from caloreco.serving.protocol import events_to_request
 from caloreco.serving.triton_repo import RAW_HIT_COLUMNS
 
@@ -255,7 +255,8 @@ def test_ensemble_equals_model_clusterer_on_dtau_events(which, request, dtau_eve
     enc = clusterer.encoding
     cid, _, _ = clusterer.predict_tensors(torch.from_numpy(enc.features(hits)),
                                           torch.from_numpy(enc.points(hits)),
-                                          torch.zeros(events[0].n_hits, dtype=torch.long))
+                                          torch.zeros(events[0].n_hits, dtype=torch.long),
+                                          torch.from_numpy(enc.projected_positions(hits)))
     unknown = raw[:offsets[1]].copy()
     unknown[:, 6] = -1
     np.testing.assert_array_equal(
@@ -315,3 +316,32 @@ def test_postprocess_assign_rule_from_parameters(onnx_repo):
     assert Postprocessor.from_parameters({"t_beta": "0.5", "t_d": "0.6"}).assign == "first"
     with pytest.raises(ConfigError, match="assign must be one of"):
         Postprocessor(0.5, 0.6, "closest")
+
+
+def test_postprocess_locality_cut_from_parameters(onnx_repo):
+    from caloreco.clustering.condensation import condensation_clustering
+    from caloreco.serving.triton_repo import HIT_POSITION, Postprocessor
+
+    text = (onnx_repo / "caloreco_postprocess" / "config.pbtxt").read_text()
+    assert 'key: "r_max"' in text and HIT_POSITION in text
+    pre = (onnx_repo / "caloreco_preprocess" / "config.pbtxt").read_text()
+    assert HIT_POSITION in pre  # the pre-processing sends the positions along
+    g = torch.Generator().manual_seed(1)
+    coords, beta = torch.rand(200, 3, generator=g) * 2, torch.rand(200, generator=g)
+    pos = torch.rand(200, 3, generator=g) * 30
+    hit_event = np.repeat([0, 1], 100)
+    post = Postprocessor.from_parameters({"t_beta": "0.5", "t_d": "0.9", "assign": "nearest",
+                                          "r_max": "8.0"})
+    assert post.r_max == 8.0
+    ref = condensation_clustering(beta, coords, torch.from_numpy(hit_event), t_beta=0.5,
+                                  t_d=0.9, assign="nearest", positions=pos, r_max=8.0)
+    got = post(coords.numpy(), beta.numpy(), hit_event, pos.numpy())["CLUSTER_ID"]
+    np.testing.assert_array_equal(got, ref.numpy())
+    plain = Postprocessor.from_parameters({"t_beta": "0.5", "t_d": "0.9", "assign": "nearest",
+                                           "r_max": "none"})
+    assert plain.r_max is None and (plain(coords.numpy(), beta.numpy(), hit_event,
+                                          pos.numpy())["CLUSTER_ID"] != got).any()
+    with pytest.raises(InvalidDataError, match="needs the 'hit_position' input"):
+        post(coords.numpy(), beta.numpy(), hit_event)
+    with pytest.raises(ConfigError, match="r_max must be a finite number > 0"):
+        Postprocessor(0.5, 0.6, "first", -2.0)

@@ -94,7 +94,7 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
     shipped = ship_checkpoint(tmp_path / "base" / "last.pt", tmp_path / "shipped.pt")  # float16
     base = load_checkpoint(shipped)
     tuned = Trainer(_cfg(dtau_dataset, tmp_path / "tuned", epochs=1, seed=7,
-                         init=str(shipped), assign="nearest", t_beta=0.5))
+                         init=str(shipped), assign="nearest", t_beta=0.5, r_max=12.0))
     # fresh optimiser and schedule, but the weights of the checkpoint (float16 -> float32)
     assert tuned.global_step == 0 and tuned.epoch == 0
     for name, value in tuned.model.state_dict().items():
@@ -103,7 +103,13 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
             torch.testing.assert_close(value, base.state_dict[name], msg=name)
     tuned.fit()
     last = load_checkpoint(tmp_path / "tuned" / "last.pt")
-    assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest"}
+    # the validation clustering (with the locality cut) is the checkpoint's clustering record
+    assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 12.0}
+    with open(tmp_path / "tuned" / "metrics.csv", newline="") as fh:
+        val = [row for row in csv.DictReader(fh) if row["kind"] == "val"]
+    assert val and all(0.0 <= float(row["pq"]) <= 1.0 for row in val)
+    with pytest.raises(ConfigError, match="r_max must be a finite number > 0"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "z", r_max=-1.0))
     with pytest.raises(ConfigError, match="another model configuration"):
         Trainer(_cfg(dtau_dataset, tmp_path / "x", model_options={"cr": 0.25}, init=str(shipped)))
     with pytest.raises(InputFileError, match="does not exist"):

@@ -9,6 +9,8 @@ serial command and every Dask worker run this same code, so their files are iden
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
@@ -50,6 +52,7 @@ class ClusterJob:
         device, batch_size: where the network runs, events per network call.
         t_beta, t_d: the condensation thresholds in use (the model's unless overridden).
         assign: the hit-to-point rule in use (the model's unless overridden).
+        r_max: the locality cut in use [cm] (the model's unless overridden), None: none.
     """
 
     out: Path
@@ -60,14 +63,17 @@ class ClusterJob:
     t_beta: float
     t_d: float
     assign: str = "first"
+    r_max: float | None = None
     name: str = "cluster"
 
     @classmethod
     def create(cls, out: str | Path, model: str | Path | None = None, *, device: str = "cpu",
                batch_size: int = 1, t_beta: float | None = None,
-               t_d: float | None = None, assign: str | None = None) -> "ClusterJob":
+               t_d: float | None = None, assign: str | None = None,
+               r_max: float | None = None) -> "ClusterJob":
         """Resolve and hash the checkpoint, load it into this process's cache (which checks
-        it and gives the thresholds in effect) and describe the job.
+        it and gives the thresholds in effect) and describe the job. ``r_max=math.inf``
+        switches the model's locality cut off.
 
         Raises:
             InputFileError: a missing or unreadable checkpoint.
@@ -77,15 +83,16 @@ class ClusterJob:
 
         path = checkpoint_file(model)
         clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d,
-                                                   assign=assign)
+                                                   assign=assign, r_max=r_max)
         job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
-                  batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign)
+                  batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign, clusterer.r_max)
         with cached(job._key(), lambda: clusterer):  # serial runs reuse it
             pass
         return job
 
     def _key(self) -> tuple[Any, ...]:
-        return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign)
+        return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign,
+                self.r_max)
 
     def _load(self) -> ModelClusterer:
         from caloreco.clustering.model_clustering import ModelClusterer
@@ -93,7 +100,8 @@ class ClusterJob:
         path = checkpoint_file(self.checkpoint)
         check_sha256(path, self.model_sha256, "the checkpoint")
         return ModelClusterer.from_checkpoint(path, device=self.device, t_beta=self.t_beta,
-                                              t_d=self.t_d, assign=self.assign)
+                                              t_d=self.t_d, assign=self.assign,
+                                              r_max=math.inf if self.r_max is None else self.r_max)
 
     def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
         return cached(self._key(), self._load)
@@ -101,7 +109,7 @@ class ClusterJob:
     def identity(self, shard: Path) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "device": self.device,
                 "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d,
-                "assign": self.assign}
+                "assign": self.assign, "r_max": self.r_max}
 
     def outputs(self, shard: Path) -> list[str]:
         return [shard.name]
@@ -133,6 +141,7 @@ def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
             timings[k] = timings.get(k, 0) + v
     summary: dict[str, Any] = {
         "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d, "assign": job.assign,
+        "r_max": job.r_max,
         "n_events": sum(r.summary["n_events"] for r in ok),
         "n_hits": sum(r.summary["n_hits"] for r in ok),
         "seconds": seconds,

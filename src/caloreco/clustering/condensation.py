@@ -13,6 +13,16 @@ space, itself included. Hits left unclaimed are noise. Equivalently, a hit belon
 closer than ``2 t_d``, the hits between them are split by proximity (a Voronoi partition
 cut at radius ``t_d``) instead of all going to the point of higher ``beta``.
 
+Locality in the detector (optional, ``positions`` and ``r_max``): "within ``t_d``" becomes
+"within ``t_d`` in the clustering space *and* within ``r_max`` in ``positions``" for both
+steps, the claiming of candidates and the assignment of hits. With ``positions`` the hits
+projected from the interaction point onto a reference surface
+(:meth:`caloreco.models.encoding.HitEncoding.projected_positions`), a condensation point
+then only gathers hits whose line of flight passes within ``r_max`` [cm] of it there, and
+it only suppresses candidates inside that cone: two showers far apart in the detector stay
+two clusters even where the network put them close together in the clustering space.
+Without ``positions`` the algorithm is Kieseler's.
+
 Implementation, on the device of the inputs, for batches of many ~20k-hit events with a
 few hundred candidates each (no Python loop over hits, none over events on the device):
 
@@ -61,6 +71,27 @@ def check_assign(assign: str) -> str:
     return assign
 
 
+def check_r_max(r_max: float | None) -> float | None:
+    """``r_max`` if it is None or a finite number > 0, else :class:`ConfigError`."""
+    if r_max is not None and not (np.isfinite(r_max) and r_max > 0):
+        raise ConfigError(f"r_max must be a finite number > 0 [cm] (or None: no locality cut), "
+                          f"got {r_max}")
+    return r_max
+
+
+def _check_positions(positions: Tensor, n: int) -> None:
+    if not isinstance(positions, Tensor) or positions.dim() != 2 or positions.shape[0] != n:
+        shape = list(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__
+        raise InvalidDataError(f"positions must be a tensor of shape [N, P] with N = len(beta) = "
+                               f"{n}, got {shape}")
+    if not positions.is_floating_point():
+        raise InvalidDataError(f"positions must be a floating-point tensor, got {positions.dtype}")
+    bad = ~torch.isfinite(positions).all(1)
+    if bad.any():
+        i = int(torch.nonzero(bad)[0, 0])
+        raise InvalidDataError(f"positions of hit {i} are not finite: {positions[i].tolist()}")
+
+
 def _check(beta: Tensor, x: Tensor, batch: Tensor | None) -> None:
     n = check_beta_x(beta, x)
     if batch is not None:
@@ -81,7 +112,9 @@ class _Near:
     (nor on TF32/bf16 matrix products, whose coarser rounding only widens the bound).
     """
 
-    def __init__(self, x: Tensor, x_centred: Tensor, t_d2: float) -> None:
+    def __init__(self, x: Tensor, x_centred: Tensor, t_d2: float,
+                 gate: "_Gate | None" = None) -> None:
+        self.gate = gate
         self.x = x
         self.xc = x_centred
         self.norm2 = x_centred.square().sum(1)
@@ -103,7 +136,21 @@ class _Near:
             i, j = rows[unsure[:, 0]], cols[unsure[:, 1]]
             near[unsure[:, 0], unsure[:, 1]] = (
                 (self.x[i] - self.x[j]).square().sum(1) <= self.t_d2)
+        if self.gate is not None:
+            near &= self.gate(rows[:, None], cols[None, :])
         return near
+
+
+class _Gate:
+    """``||p_i - p_j|| <= r_max`` in the detector positions ``p`` (exact difference form;
+    index tensors broadcast against each other)."""
+
+    def __init__(self, positions: Tensor, r_max: float) -> None:
+        self.p = positions
+        self.r2 = float(r_max) ** 2
+
+    def __call__(self, i: Tensor, j: Tensor) -> Tensor:
+        return (self.p[i] - self.p[j]).square().sum(-1) <= self.r2
 
 
 def _greedy(near_rows: np.ndarray) -> np.ndarray:
@@ -154,7 +201,8 @@ def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends
     and one transfer per group, then the greedy loop per event on the host. An event too
     wide for a block alone goes through :func:`_greedy_blocks`.
     """
-    device, dim = cand.device, x.shape[1]
+    device = cand.device
+    dim = x.shape[1] + (near.gate.p.shape[1] if near.gate is not None else 0)
     widths = [e1 - e0 for e0, e1 in zip(starts, ends)]
     points: list[Tensor] = [cand[:0]] * len(widths)
     e = 0
@@ -182,7 +230,10 @@ def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends
         w = torch.tensor([widths[g] for g in group], device=device)
         idx = cand[s[:, None] + torch.minimum(pos[None, :], w[:, None] - 1)]
         xc = x[idx]  # [g, W, D]
-        near_g = ((xc[:, :, None, :] - xc[:, None, :, :]).square().sum(-1) <= t_d2).cpu().numpy()
+        near_g = (xc[:, :, None, :] - xc[:, None, :, :]).square().sum(-1) <= t_d2
+        if near.gate is not None:
+            near_g &= near.gate(idx[:, :, None], idx[:, None, :])
+        near_g = near_g.cpu().numpy()
         idx_np = idx.cpu().numpy()
         for k, g in enumerate(group):
             wg = widths[g]
@@ -209,13 +260,15 @@ def _assign_per_event(out: Tensor, hit_order: Tensor, hit_end: list[int], points
 
 
 def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: list[Tensor],
-            t_d2: float, nearest: bool = False) -> None:
+            t_d2: float, nearest: bool = False, gate: _Gate | None = None) -> None:
     """``out[i]`` = rank of the first point of hit i's event within ``t_d`` (else -1), for
     all events at once: points padded to ``[B, P]``, hits in chunks of ``[rows, P, D]``.
     The GPU path: a few launches per chunk and no host synchronisation per event (it
     computes ``D`` times the differences of the per-event products). With ``nearest``,
-    the rank of the nearest point within ``t_d`` (the first of equally near ones)."""
-    device, dim = x.device, x.shape[1]
+    the rank of the nearest point within ``t_d`` (the first of equally near ones); with
+    ``gate``, only points inside it count."""
+    device = x.device
+    dim = x.shape[1] + (gate.p.shape[1] if gate is not None else 0)
     counts = [len(p) for p in points]
     p_max = max(counts, default=0)
     if p_max == 0:
@@ -234,6 +287,8 @@ def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: li
         valid = pidx >= 0
         d2 = (x[hits][:, None, :] - x[pidx.clamp(min=0)]).square().sum(-1)
         inside = (d2 <= t_d2) & valid
+        if gate is not None:
+            inside &= gate(hits[:, None], pidx.clamp(min=0))
         if nearest:
             d2 = torch.where(inside, d2, torch.inf)
             inside &= d2 == d2.min(dim=1, keepdim=True).values
@@ -243,7 +298,8 @@ def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: li
 
 def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None, *,
                             t_beta: float = 0.1, t_d: float = 0.7,
-                            assign: str = "first") -> Tensor:
+                            assign: str = "first", positions: Tensor | None = None,
+                            r_max: float | None = None) -> Tensor:
     """Cluster hits around condensation points (see the module docstring).
 
     Args:
@@ -255,6 +311,11 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
         assign: ``"first"`` (default, Kieseler 2020: a hit goes to the first point in
             decreasing-``beta`` order within ``t_d``) or ``"nearest"`` (to the nearest
             point within ``t_d``); the condensation points are the same.
+        positions: ``[N, P]`` detector positions per hit [cm] for the locality cut, e.g.
+            :meth:`~caloreco.models.encoding.HitEncoding.projected_positions`; given
+            together with ``r_max``.
+        r_max: with ``positions``: a point claims a candidate or a hit only if it is also
+            within ``r_max`` of it there (> 0; see the module docstring); None: no cut.
 
     Returns:
         int64 ``[N]`` cluster id per hit on the device of ``beta``, -1 for noise; in each
@@ -265,15 +326,23 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
         beta ``[N]``, x ``[N, D]``, batch ``[N]`` -> ``[N]``.
 
     Raises:
-        ConfigError: ``t_beta`` outside (0, 1), ``t_d <= 0`` or an unknown ``assign``.
-        InvalidDataError: shapes or dtypes that do not match ``beta``.
+        ConfigError: ``t_beta`` outside (0, 1), ``t_d <= 0``, an unknown ``assign``,
+            ``r_max <= 0`` or only one of ``positions`` and ``r_max``.
+        InvalidDataError: shapes or dtypes that do not match ``beta``, or non-finite
+            ``positions``.
     """
     check_assign(assign)
+    check_r_max(r_max)
+    if (positions is None) != (r_max is None):
+        raise ConfigError("positions and r_max go together: give both (locality cut) or "
+                          "neither")
     if not 0.0 < t_beta < 1.0:
         raise ConfigError(f"t_beta must be in (0, 1), got {t_beta}")
     if not t_d > 0.0:
         raise ConfigError(f"t_d must be > 0, got {t_d}")
     _check(beta, x, batch)
+    if positions is not None:
+        _check_positions(positions, beta.shape[0])
     device = beta.device
     n = beta.shape[0]
     out = torch.full((n,), -1, dtype=torch.int64, device=device)
@@ -302,7 +371,12 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
     count = torch.bincount(event, minlength=n_events).clamp(min=1).to(x.dtype)
     centre = x.new_zeros(n_events, x.shape[1]).index_add(0, event, x) / count[:, None]
     x_centred = x - centre[event]
-    near = _Near(x, x_centred, t_d2)
+    gate = None
+    if positions is not None:
+        gate = _Gate(positions.detach().to(device=device, dtype=torch.float64
+                                          if positions.dtype == torch.float64 else torch.float32),
+                     float(r_max))
+    near = _Near(x, x_centred, t_d2, gate)
 
     # 2. each event's condensation points, in greedy order
     starts = [cand_end[e - 1] if e else 0 for e in range(n_events)]
@@ -310,7 +384,7 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
     # 3. each hit -> its event's first (or nearest) point within t_d; on CUDA, and for
     # "nearest" (which needs exact distances to compare), all events at once
     if x.is_cuda or assign == "nearest":
-        _assign(out, x, event, hit_order, points, t_d2, nearest=assign == "nearest")
+        _assign(out, x, event, hit_order, points, t_d2, nearest=assign == "nearest", gate=gate)
     else:
         hit_end = torch.cumsum(torch.bincount(event, minlength=n_events), 0).tolist()
         _assign_per_event(out, hit_order, hit_end, points, near)

@@ -7,6 +7,7 @@ consumer gets identical clusters for identical hits.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from caloreco.clustering.condensation import check_assign, condensation_clustering
+from caloreco.clustering.condensation import check_assign, check_r_max, condensation_clustering
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
 from caloreco.models.encoding import HitEncoding
@@ -32,6 +33,14 @@ def pretrained_path(model: str = "spvcnn") -> Path:
     if not path.exists():
         raise InputFileError(path, f"no shipped pretrained {model} model in the package")
     return path
+
+
+def no_cut_is_none(r_max: float | None) -> float | None:
+    """A locality cut ``r_max`` [cm] checked, with inf (no cut) as None."""
+    if r_max is not None and math.isinf(r_max) and r_max > 0:
+        return None
+    check_r_max(r_max)
+    return None if r_max is None else float(r_max)
 
 
 @dataclass
@@ -68,11 +77,13 @@ class ModelClusterer:
         t_beta, t_d: condensation thresholds (Kieseler 2020; defaults 0.1, 0.7).
         assign: hit-to-point rule, ``"first"`` or ``"nearest"`` (see
             :func:`~caloreco.clustering.condensation.condensation_clustering`).
+        r_max: locality cut [cm] on the hits' projected positions
+            (``encoding.projected_positions``); None or inf: none.
         device: where the network runs.
     """
 
     def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
-                 t_d: float = 0.7, assign: str = "first",
+                 t_d: float = 0.7, assign: str = "first", r_max: float | None = None,
                  device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -81,15 +92,17 @@ class ModelClusterer:
         self.encoding = encoding
         self.t_beta, self.t_d = t_beta, t_d
         self.assign = check_assign(assign)
+        self.r_max = no_cut_is_none(r_max)
         self.timings = Timings()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu",
                         t_beta: float | None = None, t_d: float | None = None,
-                        assign: str | None = None,
+                        assign: str | None = None, r_max: float | None = None,
                         shipped: str = "spvcnn") -> "ModelClusterer":
         """Load a checkpoint file or run directory (default: the shipped ``shipped`` model);
-        thresholds and assignment rule default to the checkpoint's clustering record."""
+        thresholds, assignment rule and locality cut default to the checkpoint's clustering
+        record (``r_max=math.inf`` switches a recorded cut off)."""
         from caloreco.training.checkpoint import load_checkpoint
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -99,7 +112,8 @@ class ModelClusterer:
         return cls(model, encoding, device=device,
                    t_beta=ckpt.clustering.get("t_beta", 0.1) if t_beta is None else t_beta,
                    t_d=ckpt.clustering.get("t_d", 0.7) if t_d is None else t_d,
-                   assign=ckpt.clustering.get("assign", "first") if assign is None else assign)
+                   assign=ckpt.clustering.get("assign", "first") if assign is None else assign,
+                   r_max=ckpt.clustering.get("r_max") if r_max is None else r_max)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -107,8 +121,13 @@ class ModelClusterer:
 
     @torch.no_grad()
     def predict_tensors(self, features: torch.Tensor, points: torch.Tensor,
-                        batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events."""
+                        batch: torch.Tensor, positions: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events;
+        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` is set."""
+        if self.r_max is not None and positions is None:
+            raise ConfigError(f"this clusterer has a locality cut (r_max = {self.r_max} cm): "
+                              f"predict_tensors needs the hits' projected positions")
         t0 = time.perf_counter()
         features, points, batch = (t.to(self.device) for t in (features, points, batch))
         mgr = self.model.prepare(points, batch) if hasattr(self.model, "prepare") else None
@@ -120,14 +139,27 @@ class ModelClusterer:
         coords, beta = out[0].float(), out[1].float()
         self._sync()
         t2 = time.perf_counter()
-        cid = condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d,
-                                      assign=self.assign)
+        cid = self.condense(beta, coords, batch, positions)
         self._sync()
         t3 = time.perf_counter()
         self.timings.prepare += t1 - t0
         self.timings.network += t2 - t1
         self.timings.clustering += t3 - t2
         return cid, beta, coords
+
+    def condense(self, beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
+                 positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Cluster ids from the network's outputs with this clusterer's thresholds, rule and
+        locality cut (``positions`` ignored without one)."""
+        cut = self.r_max is not None
+        return condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d,
+                                       assign=self.assign,
+                                       positions=positions.to(beta.device) if cut else None,
+                                       r_max=self.r_max)
+
+    def clustering_record(self) -> dict[str, float | str | None]:
+        """Thresholds, rule and locality cut, as a checkpoint's clustering record holds them."""
+        return {"t_beta": self.t_beta, "t_d": self.t_d, "assign": self.assign, "r_max": self.r_max}
 
     def cluster_events(self, events: Sequence[Event], *, batch_size: int = 1) -> list[Prediction]:
         """Cluster events, ``batch_size`` events per network call; one :class:`Prediction`
@@ -140,6 +172,8 @@ class ModelClusterer:
             t0 = time.perf_counter()
             feats = [self.encoding.features(e.hits) for e in chunk]
             pts = [self.encoding.points(e.hits) for e in chunk]
+            pos = ([self.encoding.projected_positions(e.hits) for e in chunk]
+                   if self.r_max is not None else None)
             counts = [len(f) for f in feats]
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
@@ -147,8 +181,9 @@ class ModelClusterer:
                                       np.zeros((0, 0), np.float32)) for _ in chunk)
                 continue
             batch = torch.repeat_interleave(torch.arange(len(chunk)), torch.tensor(counts))
-            cid, beta, coords = self.predict_tensors(torch.from_numpy(np.concatenate(feats)),
-                                                     torch.from_numpy(np.concatenate(pts)), batch)
+            cid, beta, coords = self.predict_tensors(
+                torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(pts)),
+                batch, None if pos is None else torch.from_numpy(np.concatenate(pos)))
             cid, beta, coords = cid.cpu().numpy(), beta.cpu().numpy(), coords.cpu().numpy()
             ends = np.cumsum(counts)
             for b, end in enumerate(ends):

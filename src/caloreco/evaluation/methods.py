@@ -77,6 +77,7 @@ class CondensationMethod:
         self.batch_size = batch_size
         self.last_beta: list[np.ndarray] = []
         self.last_coords: list[np.ndarray] = []
+        self.last_positions: list[np.ndarray] | None = None
 
     def cluster(self, events: Sequence[Event]) -> list[np.ndarray]:
         from caloreco.clustering.model_clustering import Timings
@@ -85,11 +86,15 @@ class CondensationMethod:
         preds = self.clusterer.cluster_events(list(events), batch_size=self.batch_size)
         self.last_beta = [p.beta for p in preds]
         self.last_coords = [p.coords for p in preds]
+        # the hits' projected positions, for a rescan with the clusterer's locality cut
+        self.last_positions = ([self.clusterer.encoding.projected_positions(e.hits) for e in events]
+                               if self.clusterer.r_max is not None else None)
         return [p.cluster_id.astype(np.int64, copy=False) for p in preds]
 
     def rescan(self, t_beta: float, t_d: float) -> list[np.ndarray]:
         """Cluster the network outputs of the last :meth:`cluster` call with thresholds
-        ``t_beta`` (in (0, 1)) and ``t_d`` (> 0); one id array per event, as :meth:`cluster`.
+        ``t_beta`` (in (0, 1)) and ``t_d`` (> 0), the clusterer's rule and locality cut; one
+        id array per event, as :meth:`cluster`.
 
         Raises:
             ConfigError: no :meth:`cluster` call yet, or thresholds out of range.
@@ -110,8 +115,11 @@ class CondensationMethod:
         coords = torch.from_numpy(np.concatenate([self.last_coords[i] for i in kept]))
         batch = torch.repeat_interleave(torch.arange(len(kept)),
                                         torch.tensor([counts[i] for i in kept]))
+        pos = (None if self.last_positions is None else
+               torch.from_numpy(np.concatenate([self.last_positions[i] for i in kept])))
         cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d,
-                                      assign=self.clusterer.assign).numpy()
+                                      assign=self.clusterer.assign, positions=pos,
+                                      r_max=None if pos is None else self.clusterer.r_max).numpy()
         start = 0
         for i in kept:
             out[i] = cid[start:start + counts[i]]
@@ -122,7 +130,7 @@ class CondensationMethod:
         c = self.clusterer
         return {"kind": "condensation", "model": type(c.model).__name__,
                 "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d, "assign": c.assign,
-                "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
+                "r_max": c.r_max, "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
 
 
 class ClueMethod:

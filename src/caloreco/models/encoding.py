@@ -21,8 +21,8 @@ endcaps separated by ``endcap_gap`` layers so that no kernel reaches across.
 Encodings by detector (the registry :data:`ENCODINGS`, chosen with ``caloreco train
 --encoding``): ``hgcal`` is :class:`HitEncoding` (this module), ``hcal`` the barrel's
 :class:`~caloreco.models.hcal_encoding.HcalEncoding` (eta, phi, depth voxels). Every
-encoding has ``kind``, ``n_features``, ``features(hits)``, ``points(hits)`` and
-``to_dict()``; a stored dict names its ``kind`` (dicts without one, from checkpoints
+encoding has ``kind``, ``n_features``, ``features(hits)``, ``points(hits)``,
+``projected_positions(hits)`` (for the locality cut of the clustering) and ``to_dict()``; a stored dict names its ``kind`` (dicts without one, from checkpoints
 written before the registry, are ``hgcal``) and :func:`encoding_from_dict` rebuilds it.
 """
 
@@ -39,6 +39,9 @@ from caloreco.errors import ConfigError, InvalidDataError
 C_CM_PER_NS = 29.9792458
 #: Number of cell-type codes (caloreco.geometry.CellType).
 N_CELL_TYPES = 5
+#: |z| of the HGCAL-like endcap's front face [cm] (first CMS HGCAL layer at 319.8 cm, see
+#: caloreco.geometry.hgcal): the reference plane of HitEncoding.projected_positions.
+FRONT_FACE_Z_CM = 320.0
 #: Hit columns the encoding reads.
 REQUIRED_COLUMNS = ("energy", "x", "y", "z", "layer", "time")
 
@@ -121,6 +124,33 @@ class HitEncoding:
                                    f"{self.origin_cm} cm")
         return p.astype(np.float32)
 
+    def projected_positions(self, hits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 ``[N, 3]`` hit positions moved along their line of flight from the origin
+        onto the front face of their endcap, ``(x, y, z) * z_f / |z|`` with
+        ``z_f`` = :data:`FRONT_FACE_Z_CM`: distances between them are transverse distances
+        at the front face (the two endcaps lie ``2 z_f`` apart). The positions of the
+        locality cut of :func:`~caloreco.clustering.condensation.condensation_clustering`."""
+        self._check(hits)
+        return project_positions(hits, "z", FRONT_FACE_Z_CM)
+
+
+def project_positions(hits: Mapping[str, np.ndarray], along: str, reference_cm: float
+                      ) -> np.ndarray:
+    """float32 ``[N, 3]`` positions scaled onto the surface where the coordinate ``along``
+    (``"z"``: the plane ``|z| = reference_cm``; ``"rho"``: the cylinder ``rho =
+    reference_cm``) equals ``reference_cm``, i.e. moved along the line from the origin.
+
+    Raises:
+        InvalidDataError: a hit at ``along = 0`` (no line of flight to scale).
+    """
+    xyz = np.stack([np.asarray(hits[c], np.float64) for c in ("x", "y", "z")], 1)
+    size = np.abs(xyz[:, 2]) if along == "z" else np.hypot(xyz[:, 0], xyz[:, 1])
+    if len(size) and not (size > 0).all():
+        i = int(np.flatnonzero(~(size > 0))[0])
+        raise InvalidDataError(f"hit {i} at ({xyz[i, 0]}, {xyz[i, 1]}, {xyz[i, 2]}) cm has "
+                               f"{along} = 0: it cannot be projected along its line of flight")
+    return (xyz * (reference_cm / size)[:, None]).astype(np.float32)
+
 
 class Encoding(Protocol):
     """What the networks, trainer, clusterer and server read of a hit encoding
@@ -134,6 +164,8 @@ class Encoding(Protocol):
     def features(self, hits: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
     def points(self, hits: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+    def projected_positions(self, hits: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

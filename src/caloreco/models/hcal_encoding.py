@@ -50,10 +50,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from caloreco.errors import ConfigError, InvalidDataError
-from caloreco.models.encoding import C_CM_PER_NS, REQUIRED_COLUMNS
+from caloreco.models.encoding import C_CM_PER_NS, REQUIRED_COLUMNS, project_positions
 
 #: Scales of the features: HB acceptance |eta| < 15 x 0.087, 4 Run-3 depths.
 ETA_SCALE = 1.305
+#: HB inner radius [cm] (CMS HCAL TDR; caloreco.geometry.hcal): the reference cylinder of
+#: HcalEncoding.projected_positions.
+INNER_RADIUS_CM = 177.7
 N_DEPTHS = 4
 
 
@@ -143,3 +146,12 @@ class HcalEncoding:
             raise InvalidDataError(f"hit {h} at eta {eta[h]:.4f}, layer {hits['layer'][h]} lies "
                                    f"below the voxel grid origin (eta_origin {self.eta_origin})")
         return p.astype(np.float32)
+
+    def projected_positions(self, hits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 ``[N, 3]`` hit positions moved along their line of flight from the origin
+        onto the HB inner cylinder, ``(x, y, z) * r_in / rho`` with ``r_in`` =
+        :data:`INNER_RADIUS_CM`: distances between them are distances on that cylinder
+        (``r_in dphi`` around it, ``r_in dsinh(eta)`` along it). The positions of the
+        locality cut of :func:`~caloreco.clustering.condensation.condensation_clustering`."""
+        self._check(hits)
+        return project_positions(hits, "rho", INNER_RADIUS_CM)

@@ -33,12 +33,15 @@ from caloreco.serving.protocol import ServerUnavailableError
 class BatchItem:
     """One queued request: encoded hits of its events.
 
-    Shapes: ``features [N, F]`` float32, ``points [N, 3]`` float32, ``counts [B]`` int64.
+    Shapes: ``features [N, F]`` float32, ``points [N, 3]`` float32, ``counts [B]`` int64,
+    ``positions [N, 3]`` float32 (projected positions; only for a clusterer with a locality
+    cut, else None).
     """
 
     features: np.ndarray
     points: np.ndarray
     counts: np.ndarray
+    positions: np.ndarray | None = None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -142,9 +145,10 @@ class DynamicBatcher:
             self._cond.notify_all()
         return item.future
 
-    def infer(self, features: np.ndarray, points: np.ndarray, counts: np.ndarray) -> BatchOutput:
+    def infer(self, features: np.ndarray, points: np.ndarray, counts: np.ndarray,
+              positions: np.ndarray | None = None) -> BatchOutput:
         """Queue one request and wait for its outputs."""
-        return self.submit(BatchItem(features, points, counts)).result()
+        return self.submit(BatchItem(features, points, counts, positions)).result()
 
     def pending(self) -> int:
         """Requests queued and not yet taken into a batch."""
@@ -199,9 +203,12 @@ class DynamicBatcher:
         if n:
             nonempty = torch.from_numpy(counts[counts > 0])  # consecutive event ids, no gaps
             event = torch.repeat_interleave(torch.arange(len(nonempty)), nonempty)
+            positions = None
+            if self.clusterer.r_max is not None:
+                positions = torch.from_numpy(np.concatenate([i.positions for i in batch]))
             cid_t, beta_t, coords_t = self.clusterer.predict_tensors(
                 torch.from_numpy(np.concatenate([i.features for i in batch])),
-                torch.from_numpy(np.concatenate([i.points for i in batch])), event)
+                torch.from_numpy(np.concatenate([i.points for i in batch])), event, positions)
             cid, beta, coords = cid_t.cpu().numpy(), beta_t.cpu().numpy(), coords_t.cpu().numpy()
         else:
             cid, beta = np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -38,7 +38,8 @@ request, ``EVENT_OFFSETS``) and by the pre-processing, which builds the maps of 
 of a request together; run more requests in parallel with ``instance_group { count }``.
 
 Parameters (thresholds, encoding, network configuration) are in the configs'
-``parameters``, so ``t_beta`` and ``t_d`` can be changed without re-exporting. The
+``parameters``, so ``t_beta``, ``t_d``, ``assign`` and ``r_max`` (the locality cut in cm,
+``none`` for none) can be changed without re-exporting. The
 repository is written into a temporary directory beside ``DIR`` and renamed into place.
 """
 
@@ -79,6 +80,9 @@ RAW_HIT_UNITS = {"energy": "GeV", "x": "cm", "y": "cm", "z": "cm", "layer": "1..
 VERSION = "1"
 #: Pre-processing output that gives the post-processing the event index of each hit.
 HIT_EVENT = "hit_event"
+#: Pre-processing output and post-processing input: the hits' projected positions [cm]
+#: (``encoding.projected_positions``) for the locality cut of the condensation.
+HIT_POSITION = "hit_position"
 #: Network outputs.
 NETWORK_OUTPUTS = ("coords", "beta")
 
@@ -200,7 +204,8 @@ class Preprocessor:
 
     def __call__(self, features: np.ndarray, offsets: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
-        """``{"features": [N, F], map name: map, ..., "hit_event": [N]}`` for raw hits.
+        """``{"features": [N, F], map name: map, ..., "hit_event": [N],
+        "hit_position": [N, 3]}`` for raw hits.
 
         Raises:
             InvalidDataError: malformed hits or offsets, no hits.
@@ -220,6 +225,7 @@ class Preprocessor:
         for name in self.input_names:
             out[name] = maps[name].numpy()
         out[HIT_EVENT] = batch
+        out[HIT_POSITION] = self.encoding.projected_positions(hits)
         return out
 
 
@@ -279,29 +285,43 @@ class Postprocessor:
     Args:
         t_beta, t_d: condensation thresholds.
         assign: hit-to-point rule, ``"first"`` or ``"nearest"``.
+        r_max: locality cut [cm] on the hits' projected positions; None: none.
     """
 
-    def __init__(self, t_beta: float, t_d: float, assign: str = "first") -> None:
-        from caloreco.clustering.condensation import check_assign
+    def __init__(self, t_beta: float, t_d: float, assign: str = "first",
+                 r_max: float | None = None) -> None:
+        from caloreco.clustering.condensation import check_assign, check_r_max
 
         self.t_beta, self.t_d = float(t_beta), float(t_d)
         self.assign = check_assign(assign)
+        self.r_max = check_r_max(None if r_max is None else float(r_max))
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> "Postprocessor":
-        return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"))
+        """From the config ``parameters``; ``r_max`` absent or ``"none"``: no locality cut."""
+        r_max = params.get("r_max", "none")
+        return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"),
+                   None if r_max == "none" else float(r_max))
 
-    def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray
-                 ) -> dict[str, np.ndarray]:
-        """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``."""
+    def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray,
+                 hit_position: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``;
+        ``hit_position`` [N, 3] is used when ``r_max`` is set."""
         import torch
 
         from caloreco.clustering.condensation import condensation_clustering
 
         c = torch.from_numpy(np.ascontiguousarray(coords)).float()
         b = torch.from_numpy(np.ascontiguousarray(beta)).float()
+        pos = None
+        if self.r_max is not None:
+            if hit_position is None:
+                raise InvalidDataError(f"the locality cut (r_max = {self.r_max} cm) needs the "
+                                       f"'{HIT_POSITION}' input")
+            pos = torch.from_numpy(np.ascontiguousarray(hit_position)).float()
         cid = condensation_clustering(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
-                                      t_beta=self.t_beta, t_d=self.t_d, assign=self.assign)
+                                      t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
+                                      positions=pos, r_max=self.r_max)
         return {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
 
 
@@ -576,11 +596,12 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
         raw = [TensorSpec("FEATURES", "TYPE_FP32", (-1, len(RAW_HIT_COLUMNS))),
                TensorSpec("EVENT_OFFSETS", "TYPE_INT64", (-1,), optional=True)]
         hit_event = TensorSpec(HIT_EVENT, "TYPE_INT64", (-1,))
+        hit_position = TensorSpec(HIT_POSITION, "TYPE_FP32", (-1, 3))
         map_names = [s.name for s in inputs[1:]]
         _write_python_model(tmp / pre, "preprocess.py", python_config(
             pre, "Raw hits -> network inputs: hit encoding, voxelisation and kernel maps "
                  "(sort, searchsorted, unique: not expressible in ONNX).\n" + _raw_columns_note(),
-            raw, [*inputs, hit_event],
+            raw, [*inputs, hit_event, hit_position],
             {"model_name": ckpt.model_name, "model_config": json.dumps(ckpt.model_config),
              "encoding": json.dumps(encoding.to_dict()), "map_names": json.dumps(map_names),
              "hit_columns": json.dumps(list(RAW_HIT_COLUMNS))}))
@@ -588,18 +609,21 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                    outputs[1].renamed("BETA"), outputs[0].renamed("COORDS")]
         _write_python_model(tmp / post, "postprocess.py", python_config(
             post, "Network outputs -> cluster id per hit: object condensation (points with "
-                  "beta > t_beta, hits within t_d of them).",
-            [*outputs, hit_event], results,
+                  "beta > t_beta, hits within t_d of them, and within r_max [cm] of them in "
+                  "hit_position unless r_max is none).",
+            [*outputs, hit_event, hit_position], results,
             {"t_beta": repr(float(ckpt.clustering.get("t_beta", 0.1))),
              "t_d": repr(float(ckpt.clustering.get("t_d", 0.7))),
-             "assign": str(ckpt.clustering.get("assign", "first"))}))
+             "assign": str(ckpt.clustering.get("assign", "first")),
+             "r_max": ("none" if ckpt.clustering.get("r_max") is None
+                       else repr(float(ckpt.clustering["r_max"])))}))
 
         (tmp / name / VERSION).mkdir(parents=True)
         steps = [
             (pre, {"FEATURES": "FEATURES", "EVENT_OFFSETS": "EVENT_OFFSETS"},
-             {s.name: s.name for s in [*inputs, hit_event]}),
+             {s.name: s.name for s in [*inputs, hit_event, hit_position]}),
             (net, net_in, net_out),
-            (post, {s.name: s.name for s in [*outputs, hit_event]},
+            (post, {s.name: s.name for s in [*outputs, hit_event, hit_position]},
              {s.name: s.name for s in results}),
         ]
         (tmp / name / "config.pbtxt").write_text(ensemble_config(name, raw, results, steps))

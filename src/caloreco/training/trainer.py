@@ -67,6 +67,7 @@ class TrainConfig:
     t_beta: float = 0.1
     t_d: float = 0.7
     assign: str = "first"  # hit-to-point rule of the validation clustering
+    r_max: float | None = None  # locality cut of the validation clustering [cm]; None: none
     progress: bool = True
     # start from this checkpoint's weights (fine-tuning; fresh optimiser and schedule)
     init: str | None = None
@@ -106,8 +107,15 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False,
                  rank: int = 0, world_size: int = 1) -> None:
+        from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.losses.condensation import CondensationLoss
 
+        # the validation clustering's settings, checked before any work
+        check_assign(cfg.assign)
+        check_r_max(cfg.r_max)
+        if not 0.0 < cfg.t_beta < 1.0 or not cfg.t_d > 0.0:
+            raise ConfigError(f"validation clustering needs 0 < t_beta < 1 and t_d > 0, got "
+                              f"t_beta {cfg.t_beta}, t_d {cfg.t_d}")
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.out = Path(cfg.out)
         self.device = torch.device(cfg.device)
@@ -153,7 +161,7 @@ class Trainer:
         return Checkpoint(cfg.model, self.model_config, self.encoding.to_dict(),
                           self.model.state_dict(),
                           clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d,
-                                      "assign": cfg.assign},
+                                      "assign": cfg.assign, "r_max": cfg.r_max},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
                                     "optimizer": self.opt.state_dict(),
@@ -303,8 +311,13 @@ class Trainer:
             terms = self.loss_fn(beta.float(), coords.float(), b["target"], b["batch"],
                                  weights=b["weight"])
             losses.append(float(terms["loss"]))
+            pos = None
+            if self.cfg.r_max is not None:
+                pos = torch.from_numpy(self.encoding.projected_positions(self.val_set.event(i).hits))
             pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
-                                           t_d=self.cfg.t_d, assign=self.cfg.assign)
+                                           t_d=self.cfg.t_d, assign=self.cfg.assign,
+                                           positions=None if pos is None else pos.to(beta.device),
+                                           r_max=self.cfg.r_max)
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
         self.model.train()

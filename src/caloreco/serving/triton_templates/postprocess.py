@@ -2,10 +2,11 @@
 
 Written by ``caloreco export --triton-repo``. The work is done by
 :class:`caloreco.serving.triton_repo.Postprocessor` with the thresholds ``t_beta``,
-``t_d`` and the rule ``assign`` of this model's config.pbtxt ``parameters``: the Triton Python environment needs
-caloreco (and torch) installed.
+``t_d``, the rule ``assign`` and the locality cut ``r_max`` of this model's config.pbtxt
+``parameters``: the Triton Python environment needs caloreco (and torch) installed.
 
-Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N]. Outputs:
+Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N],
+``hit_position`` FP32 [N, 3]. Outputs:
 ``CLUSTER_ID`` INT64 [N] (-1 = noise), ``BETA`` FP32 [N], ``COORDS`` FP32 [N, D].
 """
 
@@ -26,4 +27,4 @@ class TritonPythonModel:
 
     def execute(self, requests):
         return self.respond(pb_utils, requests, lambda read: self.postprocessor(
-            read("coords"), read("beta"), read("hit_event")))
+            read("coords"), read("beta"), read("hit_event"), read("hit_position")))

@@ -7,7 +7,8 @@ Python environment needs caloreco (and torch) installed.
 
 Inputs: ``FEATURES`` FP32 [N, 7] raw hit columns (energy, x, y, z, layer, time, cell_type),
 ``EVENT_OFFSETS`` INT64 [B + 1] (optional). Outputs: ``features`` FP32 [N, F],
-the network's map tensors and ``hit_event`` INT64 [N].
+the network's map tensors, ``hit_event`` INT64 [N] and ``hit_position`` FP32 [N, 3] (the
+hits' projected positions, for the locality cut of the post-processing).
 """
 
 import json

@@ -1,0 +1,100 @@
+"""ModelClusterer's locality cut: stored in checkpoints, applied alike by every path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from caloreco.batch.cluster_job import ClusterJob
+from caloreco.clustering.condensation import condensation_clustering
+from caloreco.clustering.model_clustering import ModelClusterer
+from caloreco.data.dataset import _shard_paths
+from caloreco.data.parquet import read_events
+from caloreco.errors import ConfigError
+from caloreco.evaluation.methods import CondensationMethod
+from caloreco.models.encoding import HitEncoding
+from caloreco.models.registry import build_model
+from caloreco.training.checkpoint import Checkpoint, save_checkpoint
+
+#: A wide cluster radius: the untrained network's clustering space holds each event in a
+#: few clusters, so the locality cut (10 cm at the front face) visibly splits them.
+T_BETA, T_D, R_MAX = 0.3, 3.0, 10.0
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    enc = HitEncoding()
+    model = build_model("spvcnn", {"in_features": enc.n_features, "cr": 0.125})
+    path = save_checkpoint(Checkpoint("spvcnn", model.config.to_dict(), enc.to_dict(),
+                                      model.state_dict(),
+                                      clustering={"t_beta": T_BETA, "t_d": T_D,
+                                                  "assign": "nearest", "r_max": R_MAX}),
+                           tmp_path_factory.mktemp("ckpt") / "m.pt")
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def events(dtau_dataset: Path) -> list:
+    return read_events(_shard_paths(dtau_dataset)[0])[:2]
+
+
+def test_cut_from_the_checkpoint_equals_condensation_with_positions(untrained, events) -> None:
+    path, _ = untrained
+    c = ModelClusterer.from_checkpoint(path)
+    assert (c.t_beta, c.t_d, c.assign, c.r_max) == (T_BETA, T_D, "nearest", R_MAX)
+    assert c.clustering_record() == {"t_beta": T_BETA, "t_d": T_D, "assign": "nearest",
+                                     "r_max": R_MAX}
+    preds = c.cluster_events(events, batch_size=2)
+    plain = ModelClusterer.from_checkpoint(path, r_max=math.inf)  # inf: the cut switched off
+    assert plain.r_max is None
+    n_cut = n_plain = 0
+    for e, p in zip(events, preds):
+        pos = torch.from_numpy(HitEncoding().projected_positions(e.hits))
+        ref = condensation_clustering(torch.from_numpy(p.beta), torch.from_numpy(p.coords),
+                                      t_beta=T_BETA, t_d=T_D, assign="nearest",
+                                      positions=pos, r_max=R_MAX)
+        np.testing.assert_array_equal(p.cluster_id, ref.numpy())
+        n_cut += len(np.unique(p.cluster_id[p.cluster_id >= 0]))
+    for p in plain.cluster_events(events):
+        n_plain += len(np.unique(p.cluster_id[p.cluster_id >= 0]))
+    assert n_cut > n_plain  # the cut splits clusters that are far apart in the detector
+
+
+def test_rescan_applies_the_cut(untrained, events) -> None:
+    path, _ = untrained
+    method = CondensationMethod("net", ModelClusterer.from_checkpoint(path))
+    pred = method.cluster(events)
+    again = method.rescan(T_BETA, T_D)
+    for a, b in zip(pred, again):
+        np.testing.assert_array_equal(a, b)
+    assert method.details()["r_max"] == R_MAX
+
+
+def test_predict_tensors_needs_positions_with_a_cut(untrained, events) -> None:
+    path, _ = untrained
+    c = ModelClusterer.from_checkpoint(path)
+    enc = c.encoding
+    hits = events[0].hits
+    args = (torch.from_numpy(enc.features(hits)), torch.from_numpy(enc.points(hits)),
+            torch.zeros(events[0].n_hits, dtype=torch.int64))
+    with pytest.raises(ConfigError, match="needs the hits' projected positions"):
+        c.predict_tensors(*args)
+    with pytest.raises(ConfigError, match="r_max must be a finite number > 0"):
+        ModelClusterer.from_checkpoint(path, r_max=0.0)
+
+
+def test_cluster_job_records_and_applies_the_cut(untrained, events, tmp_path) -> None:
+    path, _ = untrained
+    job = ClusterJob.create(tmp_path / "a", path)
+    off = ClusterJob.create(tmp_path / "b", path, r_max=math.inf)
+    assert job.r_max == R_MAX and off.r_max is None
+    assert job.identity(Path("x"))["r_max"] == R_MAX and off.identity(Path("x"))["r_max"] is None
+    with job._clusterer() as c:
+        assert c.r_max == R_MAX
+    with off._clusterer() as c:
+        assert c.r_max is None
