@@ -59,7 +59,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       device=dist_info.device, seed=args.seed, val_events=args.val_events,
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      q_min=args.q_min, repulsion=args.repulsion, init=args.init,
+                      q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
+                      init=args.init,
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max)
     if args.resume:
         stored = Path(args.out) / "config.json"
@@ -270,6 +271,10 @@ def add_commands(sub: Any) -> None:
                    help="normalisation of the repulsive potential: mean over the event's other "
                         "hits (default, Kieseler 2020) or over its other objects and noise "
                         "(every neighbour counts alike, however small)")
+    t.add_argument("--repulsion-radius", type=float, default=None, metavar="CM",
+                   help="local repulsion: only hits within CM of a condensation point (positions "
+                        "projected onto the front face, as the clustering's --r-max) repel it "
+                        "(default: the whole event)")
     t.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of this checkpoint or run directory (same "
                         "network and encoding; fresh optimiser and learning-rate schedule)")

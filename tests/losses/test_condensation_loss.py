@@ -261,3 +261,81 @@ def test_group_repulsion_batches_as_mean_of_events() -> None:
     out = condensation_loss(beta, x, oid, batch, weights=w, repulsion="groups")
     for term in TERMS:
         torch.testing.assert_close(out[term], torch.stack([s[term] for s in singles]).mean())
+
+
+def _local_reference(beta, x, oid, w, pos, r_local, q_min=0.1):
+    """V^rep with local repulsion, object by object in plain Python (one event)."""
+    q = torch.arctanh(beta.clamp(max=1 - 1e-4)) ** 2 + q_min
+    objects = sorted(set(oid[oid >= 0].tolist()))
+    terms = []
+    for k in objects:
+        members = (oid == k).nonzero().flatten().tolist()
+        a = max(members, key=lambda i: (float(beta[i]), -i))
+        near = [i for i in range(len(oid)) if int(oid[i]) != k
+                and float(torch.linalg.norm(pos[i] - pos[a])) <= r_local]
+        total = sum(float(w[i] * q[i] * q[a] * torch.relu(1 - torch.linalg.norm(x[i] - x[a])))
+                    for i in near)
+        terms.append(total / len(near) if near else 0.0)
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_local_repulsion_matches_reference(seed: int) -> None:
+    beta, x, oid, w = _event(60, 5, seed)
+    x = x * 0.5  # many pairs inside the hinge
+    pos = torch.rand(60, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 20
+    for r_local in (4.0, 9.0):
+        out = condensation_loss(beta, x, oid, weights=w, positions=pos, r_local=r_local)
+        ref = _local_reference(beta, x, oid, w, pos, r_local)
+        assert out["repulsive"].item() == pytest.approx(ref, rel=1e-9)
+        hits = condensation_loss(beta, x, oid, weights=w)
+        assert out["repulsive"].item() != pytest.approx(hits["repulsive"].item())
+        for term in ("attractive", "coward", "noise"):  # only the repulsion changes
+            torch.testing.assert_close(out[term], hits[term])
+    # a radius that holds the whole event is the plain normalisation
+    wide = condensation_loss(beta, x, oid, weights=w, positions=pos, r_local=1e3)
+    torch.testing.assert_close(wide["repulsive"], condensation_loss(beta, x, oid, weights=w)["repulsive"])
+
+
+def test_local_repulsion_ignores_far_hits_and_batches_per_event() -> None:
+    # object 0 with a neighbour 0.5 away in x and 2 cm away in the detector; 30 noise hits
+    # outside the hinge and 50 cm away dilute the plain repulsion (1/31 of the neighbour's
+    # potential) but not the local one (all of it)
+    x = torch.tensor([[0.0], [0.5]] + [[5.0]] * 30, dtype=torch.float64)
+    pos = torch.tensor([[0.0], [2.0]] + [[50.0]] * 30, dtype=torch.float64)
+    oid = torch.tensor([0, 1] + [-1] * 30)
+    beta = torch.full((32,), 0.5, dtype=torch.float64)
+    local = condensation_loss(beta, x, oid, positions=pos, r_local=10.0)["repulsive"]
+    plain = condensation_loss(beta, x, oid)["repulsive"]
+    assert local.item() == pytest.approx(31 * plain.item())
+    # batched: the mean of the events, positions never compared across events
+    events = [_event(n, k, seed) for n, k, seed in [(10, 2, 1), (40, 5, 2)]]
+    poss = [torch.rand(len(e[0]), 3, generator=torch.Generator().manual_seed(i),
+                       dtype=torch.float64) * 10 for i, e in enumerate(events)]
+    singles = [condensation_loss(b, xx, o, weights=ww, positions=p, r_local=6.0)
+               for (b, xx, o, ww), p in zip(events, poss)]
+    beta, x, oid, w = (torch.cat(t) for t in zip(*events))
+    batch = torch.cat([torch.full((len(e[0]),), i) for i, e in enumerate(events)])
+    out = condensation_loss(beta, x, oid, batch, weights=w, positions=torch.cat(poss), r_local=6.0)
+    torch.testing.assert_close(out["repulsive"], torch.stack([s["repulsive"] for s in singles]).mean())
+
+
+def test_local_repulsion_arguments() -> None:
+    beta, x, oid, w = _event(20, 3, 0)
+    pos = torch.rand(20, 2, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="positions and r_local go together"):
+        condensation_loss(beta, x, oid, positions=pos)
+    with pytest.raises(ConfigError, match="r_local must be a finite number > 0"):
+        condensation_loss(beta, x, oid, positions=pos, r_local=0.0)
+    with pytest.raises(ConfigError, match="needs repulsion='hits'"):
+        condensation_loss(beta, x, oid, positions=pos, r_local=5.0, repulsion="groups")
+    with pytest.raises(InvalidDataError, match=r"positions must have shape \[N, P\]"):
+        condensation_loss(beta, x, oid, positions=pos[:5], r_local=5.0)
+    module = CondensationLoss(r_local=5.0)
+    assert "r_local=5.0" in repr(module)
+    with pytest.raises(ConfigError, match="needs the hits' positions"):
+        module(beta, x, oid)
+    torch.testing.assert_close(module(beta, x, oid, positions=pos)["loss"],
+                               condensation_loss(beta, x, oid, positions=pos, r_local=5.0)["loss"])
+    with pytest.raises(ConfigError, match="needs repulsion='hits'"):
+        CondensationLoss(r_local=5.0, repulsion="groups")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -114,3 +115,18 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
         Trainer(_cfg(dtau_dataset, tmp_path / "x", model_options={"cr": 0.25}, init=str(shipped)))
     with pytest.raises(InputFileError, match="does not exist"):
         Trainer(_cfg(dtau_dataset, tmp_path / "y", init=str(tmp_path / "missing.pt")))
+
+
+def test_local_repulsion_trains_and_is_stored(dtau_dataset, tmp_path):
+    cfg = _cfg(dtau_dataset, tmp_path / "local", epochs=1, r_local=8.0, r_max=8.0)
+    trainer = Trainer(cfg)
+    assert trainer.loss_fn.r_local == 8.0
+    trainer.fit()
+    last = load_checkpoint(tmp_path / "local" / "last.pt")
+    assert last.training["config"]["r_local"] == 8.0
+    assert last.clustering["r_max"] == 8.0
+    with open(tmp_path / "local" / "metrics.csv", newline="") as fh:
+        losses = [float(row["loss"]) for row in csv.DictReader(fh) if row["kind"] == "train"]
+    assert losses and all(math.isfinite(v) for v in losses)
+    with pytest.raises(ConfigError, match="needs repulsion='hits'"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", r_local=8.0, repulsion="groups"))

@@ -45,6 +45,15 @@ shower next to a large one is barely pushed away (~50 of ~10k hits) and condense
 it; with ``"groups"`` every neighbour counts alike, as the attraction (a mean over the
 object's own hits) does.
 
+``positions`` and ``r_local`` (``repulsion="hits"`` only) restrict the repulsion to the
+detector neighbourhood of each condensation point: ``E_k \\ M_k`` becomes the hits of
+``E_k \\ M_k`` within ``r_local`` of ``alpha_k`` in ``positions`` (e.g. the projected
+positions of :meth:`caloreco.models.encoding.HitEncoding.projected_positions`), for the sum
+and for its normalisation. It is the training-side counterpart of the locality cut of the
+inference (:func:`caloreco.clustering.condensation.condensation_clustering`): showers
+farther apart than the cut never share a cluster, so the repulsion is spent on the
+neighbours that can, instead of being diluted over the whole event (~10k hits).
+
 For one event with ``weights=None`` this reproduces
 ``object_condensation.pytorch.losses.condensation_loss`` (package ``object-condensation``
 1.1.0, used by the GNN tracking of Lieret & DeZoort, arXiv 2309.16754): per-object means
@@ -90,6 +99,19 @@ def _check_options(q_min: float, s_b: float, norm: str, repulsion: str = "hits")
         raise ConfigError(f"norm must be one of {list(_NORMS)}, got {norm!r}")
 
 
+def _check_local(positions: Tensor | None, r_local: float | None, repulsion: str) -> None:
+    """Raise :class:`ConfigError` for an inconsistent local-repulsion setting."""
+    if (positions is None) != (r_local is None):
+        raise ConfigError("positions and r_local go together: give both (local repulsion) or "
+                          "neither")
+    if r_local is not None:
+        if not (r_local > 0 and r_local < float("inf")):
+            raise ConfigError(f"r_local must be a finite number > 0 [cm], got {r_local}")
+        if repulsion != "hits":
+            raise ConfigError(f"r_local (local repulsion) needs repulsion='hits', got "
+                              f"{repulsion!r}")
+
+
 def _check_inputs(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None,
                   weights: Tensor | None) -> None:
     """Raise :class:`InvalidDataError` for inconsistent shapes or dtypes."""
@@ -122,7 +144,9 @@ def _per_event_mean(values: Tensor, event: Tensor, n_events: int,
 def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None = None,
                       *, weights: Tensor | None = None, q_min: float = 0.1, s_b: float = 1.0,
                       noise_id: int = -1, norm: str = "event",
-                      weight_beta: bool = False, repulsion: str = "hits") -> dict[str, Tensor]:
+                      weight_beta: bool = False, repulsion: str = "hits",
+                      positions: Tensor | None = None,
+                      r_local: float | None = None) -> dict[str, Tensor]:
     """Object condensation loss terms of a batch of events (see the module docstring).
 
     Objects are ``(event, object_id)`` pairs: the same id in two events names two objects,
@@ -149,6 +173,9 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
         repulsion: ``"hits"`` (mean over all other hits of the event; default, as the
             reference) or ``"groups"`` (mean over the other objects and the noise of the
             event of their mean potential).
+        positions: ``[N, P]`` detector positions per hit [cm], with ``r_local``.
+        r_local: with ``positions``: only hits within ``r_local`` of the condensation point
+            repel it (sum and normalisation; see the module docstring); None: all.
 
     Returns:
         Scalar tensors ``attractive``, ``repulsive``, ``coward``, ``noise`` (already times
@@ -159,11 +186,17 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
         beta ``[N]``, x ``[N, D]``, object_id ``[N]`` int, batch ``[N]`` int, weights ``[N]``.
 
     Raises:
-        ConfigError: ``q_min <= 0``, ``s_b < 0``, an unknown ``norm`` or ``repulsion``.
+        ConfigError: ``q_min <= 0``, ``s_b < 0``, an unknown ``norm`` or ``repulsion``, a
+            bad ``r_local``, only one of ``positions`` and ``r_local``, or ``r_local`` with
+            ``repulsion="groups"``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
     _check_options(q_min, s_b, norm, repulsion)
+    _check_local(positions, r_local, repulsion)
     _check_inputs(beta, x, object_id, batch, weights)
+    if positions is not None and (positions.dim() != 2 or positions.shape[0] != beta.shape[0]):
+        raise InvalidDataError(f"positions must have shape [N, P] with N = len(beta) = "
+                               f"{beta.shape[0]}, got {list(positions.shape)}")
     device = beta.device
     n = beta.shape[0]
     zero = beta.sum() * 0.0 + x.sum() * 0.0  # attached to the graph of beta and x
@@ -243,7 +276,11 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
     if w is not None:
         qq = qq * w[:, None]
     v_att_ik = torch.where(member, qq * d2, torch.zeros_like(d2))
-    v_rep_ik = torch.where(valid & ~member, qq * torch.relu(1.0 - dist), torch.zeros_like(d2))
+    repels = valid & ~member
+    if positions is not None:  # only the condensation point's detector neighbourhood
+        p = positions.to(device=device, dtype=x.dtype)
+        repels &= (p[:, None, :] - p[a]).square().sum(-1) <= float(r_local) ** 2
+    v_rep_ik = torch.where(repels, qq * torch.relu(1.0 - dist), torch.zeros_like(d2))
 
     n_k = torch.bincount(obj_of, minlength=n_obj).to(beta.dtype)
     if repulsion == "groups":  # each hit weighs 1 / (hits of its group: object or noise)
@@ -258,6 +295,9 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
     if repulsion == "groups":
         n_groups = obj_count.to(beta.dtype) + (n_noise_e > 0).to(beta.dtype)
         v_rep_k = v_rep_k / (n_groups[obj_event] - 1 + _EPS)
+    elif positions is not None:
+        n_near = beta.new_zeros(n_obj).index_add(0, flat, repels.reshape(-1).to(beta.dtype))
+        v_rep_k = v_rep_k / (n_near + _EPS)
     else:
         n_event = torch.bincount(event, minlength=n_events).to(beta.dtype)
         v_rep_k = v_rep_k / (n_event[obj_event] - n_k + _EPS)
@@ -301,18 +341,23 @@ class CondensationLoss(nn.Module):
         norm: ``"event"`` or ``"object"`` normalisation (default ``"event"``).
         weight_beta: weight the coward term by the objects' mean hit weight (default False).
         repulsion: ``"hits"`` (default) or ``"groups"`` normalisation of the repulsive term.
+        r_local: local repulsion radius [cm] (``repulsion="hits"``): forward then needs the
+            hits' ``positions``; None (default): the whole event repels.
 
     Shapes:
         forward(beta ``[N]``, x ``[N, D]``, object_id ``[N]``, batch ``[N]`` or None,
-        weights ``[N]`` or None) -> dict of scalars ``loss`` and the four terms.
+        weights ``[N]`` or None, positions ``[N, P]`` or None) -> dict of scalars ``loss``
+        and the four terms.
     """
 
     def __init__(self, *, q_min: float = 0.1, s_b: float = 1.0, attractive: float = 1.0,
                  repulsive: float = 1.0, beta: float = 1.0, noise: float = 1.0,
                  noise_id: int = -1, norm: str = "event", weight_beta: bool = False,
-                 repulsion: str = "hits") -> None:
+                 repulsion: str = "hits", r_local: float | None = None) -> None:
         super().__init__()
         _check_options(q_min, s_b, norm, repulsion)
+        if r_local is not None:
+            _check_local(torch.zeros(0, 1), r_local, repulsion)
         coefficients = {"attractive": attractive, "repulsive": repulsive, "coward": beta,
                         "noise": noise}
         for name, value in coefficients.items():
@@ -325,13 +370,20 @@ class CondensationLoss(nn.Module):
         self.norm = norm
         self.weight_beta = weight_beta
         self.repulsion = repulsion
+        self.r_local = r_local
 
     def forward(self, beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None = None,
-                weights: Tensor | None = None) -> dict[str, Tensor]:
+                weights: Tensor | None = None, positions: Tensor | None = None
+                ) -> dict[str, Tensor]:
         """The weighted total ``loss`` and the unweighted terms."""
+        if self.r_local is not None and positions is None:
+            raise ConfigError(f"the local repulsion (r_local = {self.r_local} cm) needs the "
+                              f"hits' positions")
         terms = condensation_loss(beta, x, object_id, batch, weights=weights, q_min=self.q_min,
                                   s_b=self.s_b, noise_id=self.noise_id, norm=self.norm,
-                                  weight_beta=self.weight_beta, repulsion=self.repulsion)
+                                  weight_beta=self.weight_beta, repulsion=self.repulsion,
+                                  positions=positions if self.r_local is not None else None,
+                                  r_local=self.r_local)
         terms["loss"] = sum((c * terms[name] for name, c in self.coefficients.items()),
                             start=terms["loss"] * 0.0)
         return terms
@@ -341,4 +393,4 @@ class CondensationLoss(nn.Module):
         return (f"q_min={self.q_min}, s_b={self.s_b}, attractive={c['attractive']}, "
                 f"repulsive={c['repulsive']}, beta={c['coward']}, noise={c['noise']}, "
                 f"norm={self.norm!r}, weight_beta={self.weight_beta}, "
-                f"repulsion={self.repulsion!r}")
+                f"repulsion={self.repulsion!r}, r_local={self.r_local}")

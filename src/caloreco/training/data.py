@@ -39,7 +39,8 @@ def cluster_weights(target: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
-    """Tensors of one event: ``features``, ``points``, ``target``, ``weight``, ``energy``."""
+    """Tensors of one event: ``features``, ``points``, ``target``, ``weight``, ``energy``,
+    ``positions`` (the projected positions of the local repulsion)."""
     hits = event.hits
     target = hits["truth_cluster"].astype(np.int64)
     return {
@@ -48,6 +49,7 @@ def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
         "target": torch.from_numpy(target),
         "weight": torch.from_numpy(cluster_weights(target, hits["energy"].astype(np.float64))),
         "energy": torch.from_numpy(hits["energy"].astype(np.float32)),
+        "positions": torch.from_numpy(encoding.projected_positions(hits)),
         "event_id": event.event_id,
     }
 
@@ -122,7 +124,7 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate encoded events; ``batch`` gives each hit's event, targets stay per event."""
     counts = [len(it["target"]) for it in items]
     out = {k: torch.cat([it[k] for it in items]) for k in ("features", "points", "target",
-                                                           "weight", "energy")}
+                                                           "weight", "energy", "positions")}
     out["batch"] = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
     out["offsets"] = torch.tensor([0, *np.cumsum(counts).tolist()])
     out["event_id"] = [it["event_id"] for it in items]

@@ -62,6 +62,9 @@ class TrainConfig:
     q_min: float = 0.1
     s_b: float = 1.0
     repulsion: str = "hits"  # normalisation of the repulsive term: "hits" or "groups"
+    # local repulsion: only hits within this radius [cm] of a condensation point repel it
+    # (projected positions, as the inference's locality cut); None: the whole event
+    r_local: float | None = None
     # coefficients of the loss terms (attractive, repulsive, beta, noise); see CondensationLoss
     loss_weights: dict[str, float] = field(default_factory=dict)
     t_beta: float = 0.1
@@ -127,7 +130,8 @@ class Trainer:
         self.model = build_model(cfg.model, opts).to(self.device)
         self.model_config = self.model.config.to_dict()
         self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True,
-                                        repulsion=cfg.repulsion, **cfg.loss_weights)
+                                        repulsion=cfg.repulsion, r_local=cfg.r_local,
+                                        **cfg.loss_weights)
 
         full = EncodedEvents(cfg.data, self.encoding)
         train_idx, val_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
@@ -205,7 +209,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             coords, beta = self.net(batch["features"], batch["points"], batch["batch"])[:2]
         return self.loss_fn(beta.float(), coords.float(), batch["target"], batch["batch"],
-                            weights=batch["weight"])
+                            weights=batch["weight"], positions=batch["positions"])
 
     def fit(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> Path:
         cfg = self.cfg
@@ -309,14 +313,12 @@ class Trainer:
             b = _to(collate([self.val_set[i]]), self.device)
             coords, beta = self.model(b["features"], b["points"], b["batch"])[:2]
             terms = self.loss_fn(beta.float(), coords.float(), b["target"], b["batch"],
-                                 weights=b["weight"])
+                                 weights=b["weight"], positions=b["positions"])
             losses.append(float(terms["loss"]))
-            pos = None
-            if self.cfg.r_max is not None:
-                pos = torch.from_numpy(self.encoding.projected_positions(self.val_set.event(i).hits))
+            cut = self.cfg.r_max is not None
             pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
                                            t_d=self.cfg.t_d, assign=self.cfg.assign,
-                                           positions=None if pos is None else pos.to(beta.device),
+                                           positions=b["positions"] if cut else None,
                                            r_max=self.cfg.r_max)
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
