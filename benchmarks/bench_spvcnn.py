@@ -5,8 +5,9 @@ overlaid, so the voxel occupancy is that of real events). For each size and devi
 
 * prepare: hit encoding + voxelisation + every kernel and point map (``build_maps``),
 * network: the SPVCNN forward on the prepared maps,
-* clustering: condensation clustering (the checkpoint's thresholds; t_beta 0.1, t_d 0.7
-  for an untrained model),
+* clustering: condensation clustering with the checkpoint's thresholds, rule and locality
+  cut (t_beta 0.1, t_d 0.7, first rule, no cut for an untrained model); beside it, as the
+  same-run baseline, Kieseler's rule with the same t_beta and t_d and no cut ("plain"),
 
 with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) at 5k and
 20k hits. Baselines measured in the same run: dense float32 matmul throughput (GFLOP/s),
@@ -45,7 +46,7 @@ from caloreco.training.data import cluster_weights
 
 
 #: Condensation thresholds of the clustering stage: the checkpoint's when one is given.
-THRESHOLDS = {"t_beta": 0.1, "t_d": 0.7}
+THRESHOLDS: dict[str, Any] = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None}
 
 
 def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:
@@ -175,6 +176,8 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
         t0 = time.perf_counter()
         feats = np.concatenate([enc.features(h) for h in chunk])
         pts = np.concatenate([enc.points(h) for h in chunk])
+        pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in chunk]))
+               if THRESHOLDS["r_max"] is not None else None)
         t_enc = time.perf_counter() - t0
         batch_h = torch.repeat_interleave(torch.arange(bs), n_hits)
         for use_amp in ([False, True] if amp and device.type == "cuda" else [False]):
@@ -191,7 +194,8 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
                     out = model.run(f, mgr)
                 sync(device)
                 t2 = time.perf_counter()
-                condensation_clustering(out[1].float(), out[0].float(), b, **THRESHOLDS)
+                condensation_clustering(out[1].float(), out[0].float(), b, **THRESHOLDS,
+                                        positions=None if pos is None else pos.to(device))
                 sync(device)
                 return t1 - t0, t2 - t1, time.perf_counter() - t2
 
@@ -255,8 +259,9 @@ def main() -> None:
     results: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
                                "model": label, "matmul_gflops": gflops, "inference": [],
                                "training": [], "layer": None}
+    print(f"clustering: {THRESHOLDS}")
     print(f"{'hits':>7} {'voxels':>7} {'prepare ms':>10} {'network ms':>10} {'cluster ms':>10} "
-          f"{'total ms':>9} {'events/s':>8} {'Mhits/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'% of matmul':>11}")
+          f"{'plain ms':>8} {'total ms':>9} {'events/s':>8} {'Mhits/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'% of matmul':>11}")
     for n in sizes:
         hits = make_event(base, n, n)
         feats = torch.from_numpy(enc.features(hits)).to(device)
@@ -273,20 +278,26 @@ def main() -> None:
             model.run(f, mgr)  # warm-up (pair lists are cached per manager, as in real use)
             t_net, out = timed(lambda: model.run(f, mgr), device, args.repeat)
             coords, beta = out[0], out[1]
-            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, **THRESHOLDS),
-                            device, args.repeat)
+            pos = (torch.from_numpy(enc.projected_positions(hits)).to(device)
+                   if THRESHOLDS["r_max"] is not None else None)
+            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, **THRESHOLDS,
+                                                            positions=pos), device, args.repeat)
+            t_plain, _ = timed(lambda: condensation_clustering(
+                beta, coords, t_beta=THRESHOLDS["t_beta"], t_d=THRESHOLDS["t_d"]),
+                device, args.repeat)
             counter = FlopCounter()
             with counter.count(model):
                 model.run(f, model.prepare(pts, batch))
         total = t_prep + t_net + t_cl
         flops = counter.sparse + counter.dense
         row = {"hits": n, "voxels": mgr.n_voxels(1), "prepare_ms": 1e3 * t_prep,
-               "network_ms": 1e3 * t_net, "clustering_ms": 1e3 * t_cl, "events_per_s": 1 / total,
+               "network_ms": 1e3 * t_net, "clustering_ms": 1e3 * t_cl,
+               "clustering_plain_ms": 1e3 * t_plain, "events_per_s": 1 / total,
                "hits_per_s": n / total, "gflop": flops / 1e9, "gflop_gemm_form": (counter.gemm + counter.dense) / 1e9,
                "network_gflops": flops / t_net / 1e9}
         results["inference"].append(row)
         print(f"{n:>7} {row['voxels']:>7} {row['prepare_ms']:>10.1f} {row['network_ms']:>10.1f} "
-              f"{row['clustering_ms']:>10.1f} {1e3 * total:>9.1f} {row['events_per_s']:>8.2f} "
+              f"{row['clustering_ms']:>10.1f} {row['clustering_plain_ms']:>8.1f} {1e3 * total:>9.1f} {row['events_per_s']:>8.2f} "
               f"{n / total / 1e6:>8.3f} {row['gflop']:>7.2f} {row['network_gflops']:>8.1f} "
               f"{100 * row['network_gflops'] / gflops:>10.0f}%")
     if args.batch_sizes:

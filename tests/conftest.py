@@ -59,7 +59,7 @@ def tiny_events(tiny_spec: DatasetSpec) -> list[Event]:
     return simulate_range(tiny_spec, 0, tiny_spec.n_events)
 
 
-#: A few dtau events (two tau jets, ~11k hits each, 60 % noise hits): 6 events, 2 shards.
+#: A few dtau events (two tau jets, ~11k hits each, ~40 % noise hits): 6 events, 2 shards.
 DTAU_SPEC: dict[str, Any] = dict(preset="dtau", n_events=6, shards=2, seed=11)
 
 
