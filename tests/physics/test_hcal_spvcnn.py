@@ -82,11 +82,12 @@ def test_physics_accepts_an_hcal_checkpoint(hcal_pf_dataset: Path, tmp_path: Pat
     summary = run_physics(PhysicsConfig(process="ttbar", events=2, seed=4, methods=("truth", "pf", "spvcnn"),
                                         spvcnn_model=str(run), spvcnn_t_d=0.9), tmp_path / "phys")
     assert set(summary["methods"]) == {"truth", "pf", "spvcnn"}
-    assert summary["methods"]["spvcnn"]["settings"]["t_d"] == 0.9
+    settings = summary["methods"]["spvcnn"]["settings"]
+    assert settings["t_d"] == 0.9 and settings["r_max"] is None and settings["assign"] == "first"
     for m in summary["methods"].values():
         assert 0 <= m["clustered_energy_fraction"] <= 1
     assert summary["methods"]["truth"]["clustered_energy_fraction"] > 0.9
-    assert "t_d = 0.9" in (tmp_path / "phys" / "physics.md").read_text()
+    assert "t_d = 0.9, rule first, locality cut none" in (tmp_path / "phys" / "physics.md").read_text()
 
 
 def test_physics_refuses_a_model_of_the_other_detector() -> None:

@@ -226,8 +226,8 @@ def analyse(events: Sequence[Event], gens: Sequence[GeneratedEvent], detector: s
         result.clustered_energy[method.name] = e_in / e_all if e_all > 0 else float("nan")
         clusterer = getattr(method, "clusterer", None)
         if clusterer is not None:
-            result.settings[method.name] = {"model": str(cfg.spvcnn_model), "t_beta": float(clusterer.t_beta),
-                                            "t_d": float(clusterer.t_d)}
+            result.settings[method.name] = {"model": str(cfg.spvcnn_model),
+                                            **clusterer.clustering_record()}
         jets: list[dict[str, np.ndarray]] = []
         rec: dict[str, list[float]] = {"qt": [], "u_par": [], "u_perp": []}
         neutral: list[dict[str, np.ndarray]] = []

@@ -64,7 +64,9 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [f"## {name}", ""]
         if "settings" in m:
             st = m["settings"]
-            lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}.", ""]
+            cut = "none" if st.get("r_max") is None else f"{st['r_max']:g} cm"
+            lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}, "
+                      f"rule {st.get('assign', 'first')}, locality cut {cut}.", ""]
         if "clustered_energy_fraction" in m:
             lines += [f"Hit energy in clusters: {_fmt(m['clustered_energy_fraction'])} of the total.", ""]
         lines += [
