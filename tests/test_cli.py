@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -79,3 +80,18 @@ def test_bad_argument_values_are_rejected_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit):
         entry(["simulate", "--events", "2", "--energy", "ten", "--out", str(tmp_path)])
     assert "expected" in capsys.readouterr().err
+
+
+def test_demo_clustering_step_runs_cluster_and_evaluate(dtau_dataset, tmp_path, capsys):
+    """The demo's clustering step (what ``make demo`` runs after simulating): ``caloreco
+    cluster`` with every option at its command-line default, then the comparison table."""
+    import shutil
+
+    from caloreco.cli import _demo_clustering
+
+    shutil.copytree(dtau_dataset, tmp_path / "data")
+    _demo_clustering(tmp_path, argparse.Namespace())
+    summary = json.loads((tmp_path / "clusters" / "clusters.json").read_text())
+    assert summary["n_events"] == 6 and summary["r_max"] is not None  # the shipped cut
+    printed = capsys.readouterr().out
+    assert "| spvcnn |" in printed and "| clue |" in printed

@@ -191,9 +191,9 @@ def _demo_clustering(out: Path, args: argparse.Namespace) -> None:
     from caloreco.evaluation.report import evaluate
     from caloreco.errors import InputFileError
 
-    cmd_cluster(argparse.Namespace(data=str(out / "data"), model=None, out=str(out / "clusters"),
-                                   device="cpu", batch_size=1, t_beta=None, t_d=None,
-                                   assign=None))
+    # through the real parser, so that every cluster option has its command-line default
+    cmd_cluster(build_parser().parse_args(["cluster", "--data", str(out / "data"),
+                                           "--out", str(out / "clusters")]))
     names = ["spvcnn"]
     try:
         pretrained_path("gravnet")
