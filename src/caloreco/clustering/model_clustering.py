@@ -65,7 +65,7 @@ class Prediction:
     cluster_id: np.ndarray  # int64 [N], -1 = noise
     beta: np.ndarray  # float32 [N]
     coords: np.ndarray  # float32 [N, D]
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # "positions" [N, 3] with a cut
 
 
 class ModelClusterer:
@@ -178,7 +178,9 @@ class ModelClusterer:
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
                 out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                      np.zeros((0, 0), np.float32)) for _ in chunk)
+                                      np.zeros((0, 0), np.float32),
+                                      {} if pos is None else {"positions": p}) for p in
+                           (pos if pos is not None else [None] * len(chunk)))
                 continue
             batch = torch.repeat_interleave(torch.arange(len(chunk)), torch.tensor(counts))
             cid, beta, coords = self.predict_tensors(
@@ -188,7 +190,8 @@ class ModelClusterer:
             ends = np.cumsum(counts)
             for b, end in enumerate(ends):
                 sl = slice(end - counts[b], end)
-                out.append(Prediction(cid[sl], beta[sl], coords[sl]))
+                extra = {} if pos is None else {"positions": pos[b]}  # the cut's positions
+                out.append(Prediction(cid[sl], beta[sl], coords[sl], extra))
             self.timings.events += len(chunk)
             self.timings.hits += int(sum(counts))
         return out

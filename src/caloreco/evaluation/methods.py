@@ -87,7 +87,7 @@ class CondensationMethod:
         self.last_beta = [p.beta for p in preds]
         self.last_coords = [p.coords for p in preds]
         # the hits' projected positions, for a rescan with the clusterer's locality cut
-        self.last_positions = ([self.clusterer.encoding.projected_positions(e.hits) for e in events]
+        self.last_positions = ([p.extra["positions"] for p in preds]
                                if self.clusterer.r_max is not None else None)
         return [p.cluster_id.astype(np.int64, copy=False) for p in preds]
 
