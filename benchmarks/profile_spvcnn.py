@@ -1,7 +1,10 @@
 """Where SPVCNN inference spends its time: torch.profiler over prepare + network + clustering.
 
-Prints the operators with the largest self time (device time on CUDA, CPU time otherwise)
-for B distinct events of ``--hits`` hits, and writes a Chrome trace with ``--trace``.
+Profiles the three stages of one pass separately - prepare (voxelisation, kernel and point
+maps), network, clustering (with the checkpoint's thresholds, rule and locality cut) - for
+B distinct events of ``--hits`` hits, and prints per stage its total and the operators with
+the largest self time (device time on CUDA, CPU time otherwise); ``--trace`` writes a
+Chrome trace per stage.
 
 Run: ``python benchmarks/profile_spvcnn.py --device cuda --batch 16 [--model CKPT] [--amp]``.
 """
@@ -9,6 +12,7 @@ Run: ``python benchmarks/profile_spvcnn.py --device cuda --batch 16 [--model CKP
 from __future__ import annotations
 
 import argparse
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,14 +37,17 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=30)
     p.add_argument("--algorithm", default="auto", choices=["auto", "scatter", "gemm", "triton"],
                    help="sparse convolution algorithm (overrides the checkpoint's)")
-    p.add_argument("--trace", default=None)
+    p.add_argument("--trace", default=None, help="Chrome traces TRACE.<stage>.json")
     args = p.parse_args()
     device = torch.device(args.device)
     enc = HitEncoding()
+    clustering = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None}
     if args.model:
         from caloreco.training.checkpoint import load_checkpoint
 
-        model, enc = load_checkpoint(args.model).build(device)
+        ckpt = load_checkpoint(args.model)
+        model, enc = ckpt.build(device)
+        clustering.update({k: ckpt.clustering[k] for k in clustering if k in ckpt.clustering})
     else:
         model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device)
     model.eval()
@@ -54,26 +61,49 @@ def main() -> None:
     feats = torch.from_numpy(np.concatenate([enc.features(h) for h in events])).to(device)
     pts = torch.from_numpy(np.concatenate([enc.points(h) for h in events])).to(device)
     batch = torch.repeat_interleave(torch.arange(args.batch), args.hits).to(device)
+    pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in events])).to(device)
+           if clustering["r_max"] is not None else None)
+    print(f"clustering: {clustering}")
 
-    def once() -> None:
-        mgr = model.prepare(pts, batch)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            coords, beta = model.run(feats, mgr)[:2]
-        condensation_clustering(beta.float(), coords.float(), batch, t_beta=0.1, t_d=0.7)
+    def stages() -> dict[str, Callable[[], Any]]:
+        """The three stages of one pass, each a closure over the previous one's output."""
+        state: dict[str, Any] = {}
+
+        def prepare() -> None:
+            state["mgr"] = model.prepare(pts, batch)
+            model.build_maps(state["mgr"])
+
+        def network() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                state["out"] = model.run(feats, state["mgr"])
+
+        def clustering_stage() -> None:
+            coords, beta = state["out"][:2]
+            condensation_clustering(beta.float(), coords.float(), batch, **clustering,
+                                    positions=pos)
+
+        return {"prepare": prepare, "network": network, "clustering": clustering_stage}
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch.no_grad():
-        once()
-        once()
-        with profile(activities=activities) as prof:
-            once()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    with torch.no_grad():
+        for _ in range(2):  # warm-up: allocator, Triton compilation
+            for fn in stages().values():
+                fn()
+        profs = {}
+        for name, fn in stages().items():  # one profile per stage: operators by stage
+            with profile(activities=activities) as prof:
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            profs[name] = prof
+    for name, prof in profs.items():
+        total = sum(getattr(e, key) for e in prof.key_averages()) / 1e3
+        print(f"== {name}: {total:.1f} ms {key.replace('_total', '')} ==")
+        print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
     if args.trace:
-        prof.export_chrome_trace(args.trace)
+        for name, prof in profs.items():
+            prof.export_chrome_trace(f"{args.trace}.{name}.json")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,12 @@ def test_shipped_model_clusters_equal_on_cuda(dtau_dataset, shipped: str) -> Non
     gpu = gpu_model.cluster_events([ev, ev], batch_size=2)
     if shipped == "spvcnn":  # GravNet's float32 kNN ties: see test_gravnet_cuda_matches_cpu
         np.testing.assert_allclose(gpu[0].beta, cpu.beta, rtol=1e-3, atol=1e-4)
-    # the two copies in one batch are identical: events never mix
-    np.testing.assert_array_equal(gpu[0].cluster_id, gpu[1].cluster_id)
+    # the two copies in one batch agree, and copy 0 matches the single-event CPU result
+    # (above and below). Not bit for bit: float atomics (index_add, GravNet's aggregation)
+    # sum in a varying order on CUDA, and a hit within round-off of t_d or of two points'
+    # distance can change cluster (seen for GravNet: 1 hit of 6856).
+    assert float(np.isclose(gpu[0].beta, gpu[1].beta, rtol=1e-3, atol=1e-4).mean()) > 0.99
+    assert float(np.mean(gpu[0].cluster_id == gpu[1].cluster_id)) > 0.999
     # clusters agree up to hits on a threshold edge: PQ of one against the other
     ce = ClusteringEvaluator()
     ce.add(cpu.cluster_id, gpu[0].cluster_id, ev.hits["energy"])

@@ -32,8 +32,11 @@ from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.data.parquet import read_events
 from caloreco.serving.protocol import events_to_request
 
-httpclient = pytest.importorskip("tritonclient.http")
-grpcclient = pytest.importorskip("tritonclient.grpc")
+try:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+except (ImportError, RuntimeError) as exc:  # without its http extra, tritonclient.http raises RuntimeError
+    pytest.skip(f"tritonclient with http and grpc support is needed: {exc}", allow_module_level=True)
 pytest.importorskip("onnxruntime")
 
 #: Seconds allowed for the server to load the six Python-backend models.

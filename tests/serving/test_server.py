@@ -19,8 +19,11 @@ import pytest
 
 from caloreco.serving.protocol import events_to_request, hits_to_features
 
-httpclient = pytest.importorskip("tritonclient.http")
-grpcclient = pytest.importorskip("tritonclient.grpc")
+try:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+except (ImportError, RuntimeError) as exc:  # without its http extra, tritonclient.http raises RuntimeError
+    pytest.skip(f"tritonclient with http and grpc support is needed: {exc}", allow_module_level=True)
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 MODEL = "caloreco_spvcnn"
