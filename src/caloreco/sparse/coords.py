@@ -52,6 +52,13 @@ def pack(coords: Tensor) -> Tensor:
     return torch.where(outside, torch.full_like(key, -1), key)
 
 
+def unpack(keys: Tensor) -> Tensor:
+    """Inverse of :func:`pack` for valid keys: int64 ``[..., 4]`` rows ``(b, i, j, k)``."""
+    mask = SPATIAL_LIMIT - 1
+    return torch.stack([keys >> (3 * SPATIAL_BITS), (keys >> (2 * SPATIAL_BITS)) & mask,
+                        (keys >> SPATIAL_BITS) & mask, keys & mask], -1)
+
+
 class SortedKeys:
     """Sorted keys of a coordinate set, answering "which row holds this coordinate?".
 

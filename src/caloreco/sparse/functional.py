@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from caloreco.errors import ConfigError, InvalidDataError
-from caloreco.sparse.coords import SPATIAL_LIMIT
+from caloreco.sparse.coords import SPATIAL_LIMIT, check_coords, pack, unpack
 from caloreco.sparse.kernel_map import KernelMap
 from caloreco.sparse.manager import CoordinateManager
 
@@ -132,7 +132,11 @@ def voxelize(points: Tensor, batch: Tensor) -> tuple[CoordinateManager, Tensor]:
             f"{cell.min(0).values.tolist()} to {cell.max(0).values.tolist()}); check the "
             f"voxel size and origin")
     coords = torch.cat([batch.long()[:, None], cell], 1)
-    uniq, inverse = torch.unique(coords, dim=0, sorted=True, return_inverse=True)
+    check_coords(coords, "voxel coordinates")  # batch index range too: keys must be exact
+    # unique rows through their order-preserving int64 keys: a 1-d unique (one sort)
+    # instead of unique(dim=0)'s row-wise comparisons, with the same sorted result
+    keys, inverse = torch.unique(pack(coords), sorted=True, return_inverse=True)
+    uniq = unpack(keys)
     mgr = CoordinateManager(uniq, points=points, points_batch=batch.long(), point_voxel=inverse)
     return mgr, inverse
 
