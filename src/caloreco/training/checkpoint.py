@@ -47,13 +47,55 @@ class Checkpoint:
         return model, encoding_from_dict(self.encoding)
 
 
-def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, half: bool = False) -> Path:
-    """Write ``ckpt`` atomically; ``half`` stores float weights as float16 (shipping)."""
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in ckpt.state_dict.items()}
+#: Values per scale of the int8 storage (:func:`quantize_int8`).
+INT8_GROUP = 32
+
+
+def quantize_int8(t: torch.Tensor) -> dict[str, Any]:
+    """Symmetric int8 storage of a float tensor, one scale per group of
+    :data:`INT8_GROUP` consecutive values (flattened, zero-padded):
+    ``q = round(v / s)``, ``s = max|v| / 127`` over the group, so every value is kept to
+    within ``s / 2`` (half a step of its own group's range)."""
+    flat = t.detach().cpu().float().reshape(-1)
+    pad = (-flat.numel()) % INT8_GROUP
+    groups = torch.cat([flat, flat.new_zeros(pad)]).view(-1, INT8_GROUP)
+    scale = groups.abs().amax(1) / 127.0
+    q = torch.round(groups / scale.clamp(min=torch.finfo(torch.float32).tiny)[:, None])
+    return {"q": q.to(torch.int8), "scale": scale, "shape": list(t.shape)}
+
+
+def dequantize_int8(entry: dict[str, Any]) -> torch.Tensor:
+    """Float32 tensor of a :func:`quantize_int8` entry."""
+    shape = [int(d) for d in entry["shape"]]
+    n = 1
+    for d in shape:
+        n *= d
+    values = entry["q"].float() * entry["scale"].float()[:, None]
+    return values.reshape(-1)[:n].reshape(shape)
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, half: bool = False,
+                    int8: bool = False) -> Path:
+    """Write ``ckpt`` atomically.
+
+    ``half`` stores float weights as float16 (shipping); ``int8`` also stores every float
+    matrix of at least :data:`INT8_GROUP` values as int8 with a float32 scale per group
+    (:func:`quantize_int8`; half the size of float16, for the shipped models). Loading
+    restores float32 either way.
+    """
+    state, quantized = {}, {}
+    for k, v in ckpt.state_dict.items():
+        if int8 and v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_GROUP:
+            quantized[k] = quantize_int8(v)
+        elif (half or int8) and v.is_floating_point():
+            state[k] = v.detach().cpu().half()
+        else:
+            state[k] = v.detach().cpu()
     payload = {"format": FORMAT, "model_name": ckpt.model_name, "model_config": ckpt.model_config,
                "encoding": ckpt.encoding, "state_dict": state, "clustering": ckpt.clustering,
                "training": ckpt.training, "metrics": ckpt.metrics}
+    if quantized:
+        payload["quantized"] = quantized
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -89,6 +131,11 @@ def load_checkpoint(path: str | Path, *, expect_model: str | None = None,
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise InputFileError(path, f"not a caloreco checkpoint (format marker {FORMAT!r} missing)")
     state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in raw["state_dict"].items()}
+    for k, entry in raw.get("quantized", {}).items():
+        try:
+            state[k] = dequantize_int8(entry)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise InputFileError(path, f"int8 weights of '{k}' are malformed ({exc})") from None
     ckpt = Checkpoint(raw["model_name"], dict(raw["model_config"]), dict(raw["encoding"]), state,
                       dict(raw.get("clustering", {})), dict(raw.get("training", {})),
                       dict(raw.get("metrics", {})))
@@ -107,8 +154,10 @@ def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | None = None) -> Path:
-    """Write a deployable copy of a checkpoint: float16 weights, no optimiser state.
+def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | None = None,
+                    int8: bool = False) -> Path:
+    """Write a deployable copy of a checkpoint: float16 (or, with ``int8``, int8 matrices
+    and float16 vectors) weights, no optimiser state.
 
     The training record keeps only its summary (epoch, steps, configuration) plus ``note``
     (e.g. the held-out scores of the model).
@@ -116,4 +165,4 @@ def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | 
     ckpt = load_checkpoint(src)
     keep = {k: v for k, v in ckpt.training.items() if k in ("epoch", "global_step", "config")}
     ckpt.training = {**keep, **(note or {})}
-    return save_checkpoint(ckpt, dst, half=True)
+    return save_checkpoint(ckpt, dst, half=True, int8=int8)
