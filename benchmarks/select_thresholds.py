@@ -1,25 +1,28 @@
 """Choose the condensation thresholds (t_beta, t_d) of a trained model on validation events.
 
-Runs the network once per event, re-clusters for every (assign, r_max, t_beta, t_d) of the
+Runs the network once per event, re-clusters for every (assign, r_max, attach, t_beta, t_d) of the
 grid (``assign``: hits to the first or to the nearest condensation point within t_d;
-``r_max``: the locality cut in cm on the hits' projected positions, ``none`` for none) and
-prints
-the energy-weighted PQ and mIoU; the best PQ is the model's operating point (stored in the
+``r_max``: the locality cut in cm on the hits' projected positions, ``none`` for none;
+``attach``: the left-over attachment, radius in cm and passes) and prints the
+energy-weighted PQ (and mIoU in brackets); the best PQ is the model's operating point (stored in the
 shipped checkpoint). Select on a validation set, report on another seed.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/select_thresholds.py --model RUN/last.pt
---data runs/data/val --events 30 [--assign nearest --r-max none,8,10]``.
+--data runs/data/val --events 30 [--assign nearest --r-max none,8,10 --attach none,4:3]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 
 import numpy as np
 import torch
 
+from caloreco.clustering.attach import attach_leftovers
 from caloreco.clustering.condensation import condensation_clustering
+from caloreco.clustering.model_clustering import hit_xyz
 from caloreco.metrics import ClusteringEvaluator
 from caloreco.training.checkpoint import load_checkpoint
 from caloreco.training.data import EncodedEvents, collate
@@ -37,6 +40,9 @@ def main() -> None:
                    help="comma list of hit-to-point rules to scan (default first,nearest)")
     p.add_argument("--r-max", default="none",
                    help="comma list of locality cuts [cm] to scan, 'none' for none (default none)")
+    p.add_argument("--attach", default="none",
+                   help="comma list of left-over attachments RADIUS_CM:PASSES (e.g. 3:3,4:3) to "
+                        "scan, 'none' for none (default none)")
     p.add_argument("--t-beta", default=",".join(map(str, T_BETA)), help="comma list of t_beta")
     p.add_argument("--t-d", default=",".join(map(str, T_D)), help="comma list of t_d")
     p.add_argument("--json", default=None)
@@ -48,34 +54,37 @@ def main() -> None:
         b = collate([ds[i]])
         with torch.no_grad():
             coords, beta = model(b["features"], b["points"], b["batch"])[:2]
-        pos = torch.from_numpy(enc.projected_positions(ds.event(i).hits))
-        outs.append((b, coords, beta, pos))
+        hits = ds.event(i).hits
+        pos = torch.from_numpy(enc.projected_positions(hits))
+        outs.append((b, coords, beta, pos, torch.from_numpy(hit_xyz(hits))))
     table = []
     modes = [m.strip() for m in args.assign.split(",") if m.strip()]
     cuts = [None if c.strip() == "none" else float(c) for c in args.r_max.split(",") if c.strip()]
+    attaches = [None if a.strip() == "none" else (float(a.split(":")[0]), int(a.split(":")[1]))
+                for a in args.attach.split(",") if a.strip()]
     t_betas = [float(t) for t in args.t_beta.split(",")]
     t_ds = [float(t) for t in args.t_d.split(",")]
-    for assign in modes:
-        for r_max in cuts:
-            for tb in t_betas:
-                for td in t_ds:
-                    ev = ClusteringEvaluator()
-                    for b, coords, beta, pos in outs:
-                        pred = condensation_clustering(
-                            beta, coords, t_beta=tb, t_d=td, assign=assign,
-                            positions=None if r_max is None else pos, r_max=r_max)
-                        ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
-                    r = ev.result()
-                    table.append({"assign": assign, "r_max": r_max, "t_beta": tb, "t_d": td,
-                                  "pq": r["pq"], "miou": r["miou"], "sq": r["sq"],
-                                  "rq": r["rq"]})
+    for assign, r_max, att, tb, td in itertools.product(modes, cuts, attaches, t_betas, t_ds):
+        ev = ClusteringEvaluator()
+        for b, coords, beta, pos, xyz in outs:
+            pred = condensation_clustering(beta, coords, t_beta=tb, t_d=td, assign=assign,
+                                           positions=None if r_max is None else pos, r_max=r_max)
+            if att is not None:
+                pred = attach_leftovers(pred, xyz, None, radius=att[0], passes=att[1])
+            ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
+        r = ev.result()
+        table.append({"assign": assign, "r_max": r_max,
+                      "attach_r": None if att is None else att[0],
+                      "attach_passes": 1 if att is None else att[1], "t_beta": tb, "t_d": td,
+                      "pq": r["pq"], "miou": r["miou"], "sq": r["sq"], "rq": r["rq"]})
     best = max(table, key=lambda r: r["pq"])
-    for assign in modes:
-        for r_max in cuts:
-            for tb in t_betas:
-                print(f"{assign} r_max {r_max} t_beta {tb}: " + "  ".join(
-                    f"t_d {r['t_d']}: {r['pq']:.3f}" for r in table
-                    if r["t_beta"] == tb and r["assign"] == assign and r["r_max"] == r_max))
+    for assign, r_max, att, tb in itertools.product(modes, cuts, attaches, t_betas):
+        key = (assign, r_max, None if att is None else att[0], tb)
+        print(f"{assign} r_max {r_max} attach {'none' if att is None else '%g:%d' % att} "
+              f"t_beta {tb}: " + "  ".join(
+                  f"t_d {r['t_d']}: {r['pq']:.3f} ({r['miou']:.3f})" for r in table
+                  if (r["assign"], r["r_max"], r["attach_r"], r["t_beta"]) == key
+                  and (att is None or r["attach_passes"] == att[1])))
     print(f"best: {best}")
     if args.json:
         with open(args.json, "w") as fh:

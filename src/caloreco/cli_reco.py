@@ -98,7 +98,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     job = ClusterJob.create(args.out, args.model, device=args.device,
                             batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d,
-                            assign=args.assign, r_max=args.r_max)
+                            assign=args.assign, r_max=args.r_max,
+                            attach_r=args.attach_radius, attach_passes=args.attach_passes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
@@ -313,6 +314,11 @@ def add_commands(sub: Any) -> None:
                    help="locality cut: a condensation point takes only hits whose line of flight "
                         "passes within CM of it at the front face (default: the model's; inf: "
                         "none)")
+    c.add_argument("--attach-radius", type=float, default=None, metavar="CM",
+                   help="left-over attachment: unclustered hits join the cluster of the nearest "
+                        "clustered hit within CM in x, y, z (default: the model's; inf: none)")
+    c.add_argument("--attach-passes", type=_positive_int, default=None, metavar="N",
+                   help="repetitions of the attachment (default: the model's)")
     _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 

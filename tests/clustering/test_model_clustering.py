@@ -48,7 +48,7 @@ def test_cut_from_the_checkpoint_equals_condensation_with_positions(untrained, e
     c = ModelClusterer.from_checkpoint(path)
     assert (c.t_beta, c.t_d, c.assign, c.r_max) == (T_BETA, T_D, "nearest", R_MAX)
     assert c.clustering_record() == {"t_beta": T_BETA, "t_d": T_D, "assign": "nearest",
-                                     "r_max": R_MAX}
+                                     "r_max": R_MAX, "attach_r": None, "attach_passes": 1}
     preds = c.cluster_events(events, batch_size=2)
     plain = ModelClusterer.from_checkpoint(path, r_max=math.inf)  # inf: the cut switched off
     assert plain.r_max is None
@@ -98,3 +98,30 @@ def test_cluster_job_records_and_applies_the_cut(untrained, events, tmp_path) ->
         assert c.r_max == R_MAX
     with off._clusterer() as c:
         assert c.r_max is None
+
+
+def test_attachment_equals_condensation_then_attach(untrained, events) -> None:
+    from caloreco.clustering.attach import attach_leftovers
+    from caloreco.clustering.model_clustering import hit_xyz
+
+    path, _ = untrained
+    c = ModelClusterer.from_checkpoint(path, attach_r=4.0, attach_passes=2)
+    assert c.clustering_record()["attach_r"] == 4.0
+    preds = c.cluster_events(events, batch_size=2)
+    plain = ModelClusterer.from_checkpoint(path).cluster_events(events, batch_size=2)
+    gained = 0
+    for e, p, q in zip(events, preds, plain):
+        ref = attach_leftovers(torch.from_numpy(q.cluster_id), torch.from_numpy(hit_xyz(e.hits)),
+                               None, radius=4.0, passes=2)
+        np.testing.assert_array_equal(p.cluster_id, ref.numpy())
+        gained += int((p.cluster_id >= 0).sum() - (q.cluster_id >= 0).sum())
+    assert gained > 0
+    # the rescan keeps the attachment; inf switches a recorded attachment off
+    method = CondensationMethod("net", c)
+    for a, b in zip(method.cluster(events), method.rescan(T_BETA, T_D)):
+        np.testing.assert_array_equal(a, b)
+    assert method.details()["attach_r"] == 4.0
+    assert ModelClusterer.from_checkpoint(path, attach_r=math.inf).attach_r is None
+    with pytest.raises(ConfigError, match="x, y, z"):
+        c.condense(torch.from_numpy(preds[0].beta), torch.from_numpy(preds[0].coords), None,
+                   torch.from_numpy(HitEncoding().projected_positions(events[0].hits)))

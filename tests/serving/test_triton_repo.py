@@ -253,10 +253,11 @@ def test_ensemble_equals_model_clusterer_on_dtau_events(which, request, dtau_eve
     # unknown cell types (-1): as hits without the cell-type column
     hits = {c: events[0].hits[c] for c in RAW_HIT_COLUMNS[:6]}
     enc = clusterer.encoding
+    det = {k: torch.from_numpy(v) for k, v in clusterer.detector_inputs(hits).items()}
     cid, _, _ = clusterer.predict_tensors(torch.from_numpy(enc.features(hits)),
                                           torch.from_numpy(enc.points(hits)),
                                           torch.zeros(events[0].n_hits, dtype=torch.long),
-                                          torch.from_numpy(enc.projected_positions(hits)))
+                                          det.get("positions"), det.get("xyz"))
     unknown = raw[:offsets[1]].copy()
     unknown[:, 6] = -1
     np.testing.assert_array_equal(

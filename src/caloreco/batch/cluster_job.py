@@ -53,6 +53,8 @@ class ClusterJob:
         t_beta, t_d: the condensation thresholds in use (the model's unless overridden).
         assign: the hit-to-point rule in use (the model's unless overridden).
         r_max: the locality cut in use [cm] (the model's unless overridden), None: none.
+        attach_r, attach_passes: the left-over attachment in use (the model's unless
+            overridden), None: none.
     """
 
     out: Path
@@ -64,16 +66,19 @@ class ClusterJob:
     t_d: float
     assign: str = "first"
     r_max: float | None = None
+    attach_r: float | None = None
+    attach_passes: int = 1
     name: str = "cluster"
 
     @classmethod
     def create(cls, out: str | Path, model: str | Path | None = None, *, device: str = "cpu",
                batch_size: int = 1, t_beta: float | None = None,
                t_d: float | None = None, assign: str | None = None,
-               r_max: float | None = None) -> "ClusterJob":
+               r_max: float | None = None, attach_r: float | None = None,
+               attach_passes: int | None = None) -> "ClusterJob":
         """Resolve and hash the checkpoint, load it into this process's cache (which checks
         it and gives the thresholds in effect) and describe the job. ``r_max=math.inf``
-        switches the model's locality cut off.
+        (``attach_r=math.inf``) switches the model's locality cut (attachment) off.
 
         Raises:
             InputFileError: a missing or unreadable checkpoint.
@@ -83,16 +88,18 @@ class ClusterJob:
 
         path = checkpoint_file(model)
         clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d,
-                                                   assign=assign, r_max=r_max)
+                                                   assign=assign, r_max=r_max, attach_r=attach_r,
+                                                   attach_passes=attach_passes)
         job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
-                  batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign, clusterer.r_max)
+                  batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign, clusterer.r_max,
+                  clusterer.attach_r, clusterer.attach_passes)
         with cached(job._key(), lambda: clusterer):  # serial runs reuse it
             pass
         return job
 
     def _key(self) -> tuple[Any, ...]:
         return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign,
-                self.r_max)
+                self.r_max, self.attach_r, self.attach_passes)
 
     def _load(self) -> ModelClusterer:
         from caloreco.clustering.model_clustering import ModelClusterer
@@ -101,7 +108,10 @@ class ClusterJob:
         check_sha256(path, self.model_sha256, "the checkpoint")
         return ModelClusterer.from_checkpoint(path, device=self.device, t_beta=self.t_beta,
                                               t_d=self.t_d, assign=self.assign,
-                                              r_max=math.inf if self.r_max is None else self.r_max)
+                                              r_max=math.inf if self.r_max is None else self.r_max,
+                                              attach_r=(math.inf if self.attach_r is None
+                                                        else self.attach_r),
+                                              attach_passes=self.attach_passes)
 
     def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
         return cached(self._key(), self._load)
@@ -109,7 +119,8 @@ class ClusterJob:
     def identity(self, shard: Path) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "device": self.device,
                 "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d,
-                "assign": self.assign, "r_max": self.r_max}
+                "assign": self.assign, "r_max": self.r_max, "attach_r": self.attach_r,
+                "attach_passes": self.attach_passes}
 
     def outputs(self, shard: Path) -> list[str]:
         return [shard.name]
@@ -141,7 +152,7 @@ def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
             timings[k] = timings.get(k, 0) + v
     summary: dict[str, Any] = {
         "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d, "assign": job.assign,
-        "r_max": job.r_max,
+        "r_max": job.r_max, "attach_r": job.attach_r, "attach_passes": job.attach_passes,
         "n_events": sum(r.summary["n_events"] for r in ok),
         "n_hits": sum(r.summary["n_hits"] for r in ok),
         "seconds": seconds,

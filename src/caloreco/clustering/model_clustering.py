@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from caloreco.clustering.attach import attach_leftovers, check_attach
 from caloreco.clustering.condensation import check_assign, check_r_max, condensation_clustering
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
@@ -33,6 +34,19 @@ def pretrained_path(model: str = "spvcnn") -> Path:
     if not path.exists():
         raise InputFileError(path, f"no shipped pretrained {model} model in the package")
     return path
+
+
+def hit_xyz(hits: Mapping[str, np.ndarray]) -> np.ndarray:
+    """float32 ``[N, 3]`` detector positions ``(x, y, z)`` [cm] of raw hits: the positions of
+    the left-over attachment (:mod:`caloreco.clustering.attach`)."""
+    return np.stack([np.asarray(hits[c], np.float32) for c in ("x", "y", "z")], 1).reshape(-1, 3)
+
+
+def no_attach_is_none(radius: float | None, passes: int) -> float | None:
+    """An attachment radius [cm] checked, with inf (no attachment) as None."""
+    if radius is not None and math.isinf(radius) and radius > 0:
+        return None
+    return check_attach(None if radius is None else float(radius), passes)
 
 
 def no_cut_is_none(r_max: float | None) -> float | None:
@@ -65,7 +79,8 @@ class Prediction:
     cluster_id: np.ndarray  # int64 [N], -1 = noise
     beta: np.ndarray  # float32 [N]
     coords: np.ndarray  # float32 [N, D]
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # "positions" [N, 3] with a cut
+    # "positions" [N, 3] with a locality cut, "xyz" [N, 3] with the left-over attachment
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class ModelClusterer:
@@ -79,11 +94,16 @@ class ModelClusterer:
             :func:`~caloreco.clustering.condensation.condensation_clustering`).
         r_max: locality cut [cm] on the hits' projected positions
             (``encoding.projected_positions``); None or inf: none.
+        attach_r, attach_passes: left-over attachment (:mod:`caloreco.clustering.attach`):
+            unassigned hits join the cluster of the nearest clustered hit within
+            ``attach_r`` [cm] in the detector (:func:`hit_xyz`), ``attach_passes`` times;
+            None or inf: none.
         device: where the network runs.
     """
 
     def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
                  t_d: float = 0.7, assign: str = "first", r_max: float | None = None,
+                 attach_r: float | None = None, attach_passes: int = 1,
                  device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -93,16 +113,20 @@ class ModelClusterer:
         self.t_beta, self.t_d = t_beta, t_d
         self.assign = check_assign(assign)
         self.r_max = no_cut_is_none(r_max)
+        self.attach_r = no_attach_is_none(attach_r, attach_passes)
+        self.attach_passes = int(attach_passes)
         self.timings = Timings()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, *, device: str = "cpu",
                         t_beta: float | None = None, t_d: float | None = None,
                         assign: str | None = None, r_max: float | None = None,
+                        attach_r: float | None = None, attach_passes: int | None = None,
                         shipped: str = "spvcnn") -> "ModelClusterer":
         """Load a checkpoint file or run directory (default: the shipped ``shipped`` model);
-        thresholds, assignment rule and locality cut default to the checkpoint's clustering
-        record (``r_max=math.inf`` switches a recorded cut off)."""
+        thresholds, assignment rule, locality cut and left-over attachment default to the
+        checkpoint's clustering record (``r_max=math.inf``, ``attach_r=math.inf`` switch
+        recorded ones off)."""
         from caloreco.training.checkpoint import load_checkpoint
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -113,7 +137,10 @@ class ModelClusterer:
                    t_beta=ckpt.clustering.get("t_beta", 0.1) if t_beta is None else t_beta,
                    t_d=ckpt.clustering.get("t_d", 0.7) if t_d is None else t_d,
                    assign=ckpt.clustering.get("assign", "first") if assign is None else assign,
-                   r_max=ckpt.clustering.get("r_max") if r_max is None else r_max)
+                   r_max=ckpt.clustering.get("r_max") if r_max is None else r_max,
+                   attach_r=ckpt.clustering.get("attach_r") if attach_r is None else attach_r,
+                   attach_passes=int(ckpt.clustering.get("attach_passes", 1))
+                   if attach_passes is None else attach_passes)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -121,13 +148,13 @@ class ModelClusterer:
 
     @torch.no_grad()
     def predict_tensors(self, features: torch.Tensor, points: torch.Tensor,
-                        batch: torch.Tensor, positions: torch.Tensor | None = None
+                        batch: torch.Tensor, positions: torch.Tensor | None = None,
+                        xyz: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events;
-        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` is set."""
-        if self.r_max is not None and positions is None:
-            raise ConfigError(f"this clusterer has a locality cut (r_max = {self.r_max} cm): "
-                              f"predict_tensors needs the hits' projected positions")
+        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` is set,
+        ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is."""
+        self._check_inputs(positions, xyz)
         t0 = time.perf_counter()
         features, points, batch = (t.to(self.device) for t in (features, points, batch))
         mgr = self.model.prepare(points, batch) if hasattr(self.model, "prepare") else None
@@ -139,7 +166,7 @@ class ModelClusterer:
         coords, beta = out[0].float(), out[1].float()
         self._sync()
         t2 = time.perf_counter()
-        cid = self.condense(beta, coords, batch, positions)
+        cid = self.condense(beta, coords, batch, positions, xyz)
         self._sync()
         t3 = time.perf_counter()
         self.timings.prepare += t1 - t0
@@ -147,19 +174,50 @@ class ModelClusterer:
         self.timings.clustering += t3 - t2
         return cid, beta, coords
 
+    def _check_inputs(self, positions: torch.Tensor | None, xyz: torch.Tensor | None) -> None:
+        if self.r_max is not None and positions is None:
+            raise ConfigError(f"this clusterer has a locality cut (r_max = {self.r_max} cm): "
+                              f"it needs the hits' projected positions")
+        if self.attach_r is not None and xyz is None:
+            raise ConfigError(f"this clusterer attaches left-over hits (attach_r = "
+                              f"{self.attach_r} cm): it needs the hits' x, y, z")
+
     def condense(self, beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
-                 positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Cluster ids from the network's outputs with this clusterer's thresholds, rule and
-        locality cut (``positions`` ignored without one)."""
+                 positions: torch.Tensor | None = None, xyz: torch.Tensor | None = None, *,
+                 t_beta: float | None = None, t_d: float | None = None) -> torch.Tensor:
+        """Cluster ids from the network's outputs with this clusterer's thresholds (or
+        ``t_beta``, ``t_d`` given here), rule, locality cut and left-over attachment
+        (``positions`` and ``xyz`` are ignored when the clusterer has no cut or no
+        attachment)."""
+        self._check_inputs(positions, xyz)
         cut = self.r_max is not None
-        return condensation_clustering(beta, coords, batch, t_beta=self.t_beta, t_d=self.t_d,
-                                       assign=self.assign,
-                                       positions=positions.to(beta.device) if cut else None,
-                                       r_max=self.r_max)
+        cid = condensation_clustering(beta, coords, batch,
+                                      t_beta=self.t_beta if t_beta is None else t_beta,
+                                      t_d=self.t_d if t_d is None else t_d,
+                                      assign=self.assign,
+                                      positions=positions.to(beta.device) if cut else None,
+                                      r_max=self.r_max)
+        if self.attach_r is not None:
+            assert xyz is not None
+            cid = attach_leftovers(cid, xyz.to(beta.device), batch, radius=self.attach_r,
+                                   passes=self.attach_passes)
+        return cid
 
     def clustering_record(self) -> dict[str, float | str | None]:
-        """Thresholds, rule and locality cut, as a checkpoint's clustering record holds them."""
-        return {"t_beta": self.t_beta, "t_d": self.t_d, "assign": self.assign, "r_max": self.r_max}
+        """Thresholds, rule, locality cut and attachment, as a checkpoint's clustering
+        record holds them."""
+        return {"t_beta": self.t_beta, "t_d": self.t_d, "assign": self.assign, "r_max": self.r_max,
+                "attach_r": self.attach_r, "attach_passes": self.attach_passes}
+
+    def detector_inputs(self, hits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the clustering needs besides the network outputs, for raw hits: projected
+        ``positions`` with a locality cut, ``xyz`` with the attachment (float32 [N, 3])."""
+        out = {}
+        if self.r_max is not None:
+            out["positions"] = self.encoding.projected_positions(hits)
+        if self.attach_r is not None:
+            out["xyz"] = hit_xyz(hits)
+        return out
 
     def cluster_events(self, events: Sequence[Event], *, batch_size: int = 1) -> list[Prediction]:
         """Cluster events, ``batch_size`` events per network call; one :class:`Prediction`
@@ -172,26 +230,23 @@ class ModelClusterer:
             t0 = time.perf_counter()
             feats = [self.encoding.features(e.hits) for e in chunk]
             pts = [self.encoding.points(e.hits) for e in chunk]
-            pos = ([self.encoding.projected_positions(e.hits) for e in chunk]
-                   if self.r_max is not None else None)
+            det = [self.detector_inputs(e.hits) for e in chunk]
             counts = [len(f) for f in feats]
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
                 out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                      np.zeros((0, 0), np.float32),
-                                      {} if pos is None else {"positions": p}) for p in
-                           (pos if pos is not None else [None] * len(chunk)))
+                                      np.zeros((0, 0), np.float32), d) for d in det)
                 continue
             batch = torch.repeat_interleave(torch.arange(len(chunk)), torch.tensor(counts))
+            joined = {k: torch.from_numpy(np.concatenate([d[k] for d in det])) for k in det[0]}
             cid, beta, coords = self.predict_tensors(
                 torch.from_numpy(np.concatenate(feats)), torch.from_numpy(np.concatenate(pts)),
-                batch, None if pos is None else torch.from_numpy(np.concatenate(pos)))
+                batch, joined.get("positions"), joined.get("xyz"))
             cid, beta, coords = cid.cpu().numpy(), beta.cpu().numpy(), coords.cpu().numpy()
             ends = np.cumsum(counts)
             for b, end in enumerate(ends):
                 sl = slice(end - counts[b], end)
-                extra = {} if pos is None else {"positions": pos[b]}  # the cut's positions
-                out.append(Prediction(cid[sl], beta[sl], coords[sl], extra))
+                out.append(Prediction(cid[sl], beta[sl], coords[sl], det[b]))
             self.timings.events += len(chunk)
             self.timings.hits += int(sum(counts))
         return out

@@ -77,7 +77,7 @@ class CondensationMethod:
         self.batch_size = batch_size
         self.last_beta: list[np.ndarray] = []
         self.last_coords: list[np.ndarray] = []
-        self.last_positions: list[np.ndarray] | None = None
+        self.last_extra: list[dict[str, np.ndarray]] = []
 
     def cluster(self, events: Sequence[Event]) -> list[np.ndarray]:
         from caloreco.clustering.model_clustering import Timings
@@ -86,22 +86,21 @@ class CondensationMethod:
         preds = self.clusterer.cluster_events(list(events), batch_size=self.batch_size)
         self.last_beta = [p.beta for p in preds]
         self.last_coords = [p.coords for p in preds]
-        # the hits' projected positions, for a rescan with the clusterer's locality cut
-        self.last_positions = ([p.extra["positions"] for p in preds]
-                               if self.clusterer.r_max is not None else None)
+        # the hits' projected positions and x, y, z, for a rescan with the clusterer's
+        # locality cut and left-over attachment
+        self.last_extra = [p.extra for p in preds]
         return [p.cluster_id.astype(np.int64, copy=False) for p in preds]
 
     def rescan(self, t_beta: float, t_d: float) -> list[np.ndarray]:
         """Cluster the network outputs of the last :meth:`cluster` call with thresholds
-        ``t_beta`` (in (0, 1)) and ``t_d`` (> 0), the clusterer's rule and locality cut; one
+        ``t_beta`` (in (0, 1)) and ``t_d`` (> 0), the clusterer's rule, locality cut and
+        left-over attachment; one
         id array per event, as :meth:`cluster`.
 
         Raises:
             ConfigError: no :meth:`cluster` call yet, or thresholds out of range.
         """
         import torch
-
-        from caloreco.clustering.condensation import condensation_clustering
 
         if not self.last_beta:
             raise ConfigError(f"method '{self.name}': rescan needs the network outputs of a "
@@ -115,11 +114,10 @@ class CondensationMethod:
         coords = torch.from_numpy(np.concatenate([self.last_coords[i] for i in kept]))
         batch = torch.repeat_interleave(torch.arange(len(kept)),
                                         torch.tensor([counts[i] for i in kept]))
-        pos = (None if self.last_positions is None else
-               torch.from_numpy(np.concatenate([self.last_positions[i] for i in kept])))
-        cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d,
-                                      assign=self.clusterer.assign, positions=pos,
-                                      r_max=None if pos is None else self.clusterer.r_max).numpy()
+        extra = {k: torch.from_numpy(np.concatenate([self.last_extra[i][k] for i in kept]))
+                 for k in self.last_extra[kept[0]]}
+        cid = self.clusterer.condense(beta, coords, batch, extra.get("positions"),
+                                      extra.get("xyz"), t_beta=t_beta, t_d=t_d).numpy()
         start = 0
         for i in kept:
             out[i] = cid[start:start + counts[i]]
@@ -130,7 +128,8 @@ class CondensationMethod:
         c = self.clusterer
         return {"kind": "condensation", "model": type(c.model).__name__,
                 "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d, "assign": c.assign,
-                "r_max": c.r_max, "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
+                "r_max": c.r_max, "attach_r": c.attach_r, "attach_passes": c.attach_passes,
+                "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
 
 
 class ClueMethod:

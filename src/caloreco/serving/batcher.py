@@ -33,15 +33,16 @@ from caloreco.serving.protocol import ServerUnavailableError
 class BatchItem:
     """One queued request: encoded hits of its events.
 
-    Shapes: ``features [N, F]`` float32, ``points [N, 3]`` float32, ``counts [B]`` int64,
-    ``positions [N, 3]`` float32 (projected positions; only for a clusterer with a locality
-    cut, else None).
+    Shapes: ``features [N, F]`` float32, ``points [N, 3]`` float32, ``counts [B]`` int64;
+    ``detector``: what the clusterer's condensation needs besides the network outputs
+    (``ModelClusterer.detector_inputs``: ``positions`` [N, 3] with a locality cut, ``xyz``
+    [N, 3] with the left-over attachment; empty for neither).
     """
 
     features: np.ndarray
     points: np.ndarray
     counts: np.ndarray
-    positions: np.ndarray | None = None
+    detector: dict[str, np.ndarray] = field(default_factory=dict)
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -146,9 +147,9 @@ class DynamicBatcher:
         return item.future
 
     def infer(self, features: np.ndarray, points: np.ndarray, counts: np.ndarray,
-              positions: np.ndarray | None = None) -> BatchOutput:
+              detector: dict[str, np.ndarray] | None = None) -> BatchOutput:
         """Queue one request and wait for its outputs."""
-        return self.submit(BatchItem(features, points, counts, positions)).result()
+        return self.submit(BatchItem(features, points, counts, detector or {})).result()
 
     def pending(self) -> int:
         """Requests queued and not yet taken into a batch."""
@@ -203,12 +204,12 @@ class DynamicBatcher:
         if n:
             nonempty = torch.from_numpy(counts[counts > 0])  # consecutive event ids, no gaps
             event = torch.repeat_interleave(torch.arange(len(nonempty)), nonempty)
-            positions = None
-            if self.clusterer.r_max is not None:
-                positions = torch.from_numpy(np.concatenate([i.positions for i in batch]))
+            det = {k: torch.from_numpy(np.concatenate([i.detector[k] for i in batch]))
+                   for k in batch[0].detector}
             cid_t, beta_t, coords_t = self.clusterer.predict_tensors(
                 torch.from_numpy(np.concatenate([i.features for i in batch])),
-                torch.from_numpy(np.concatenate([i.points for i in batch])), event, positions)
+                torch.from_numpy(np.concatenate([i.points for i in batch])), event,
+                det.get("positions"), det.get("xyz"))
             cid, beta, coords = cid_t.cpu().numpy(), beta_t.cpu().numpy(), coords_t.cpu().numpy()
         else:
             cid, beta = np.zeros(0, np.int64), np.zeros(0, np.float32)

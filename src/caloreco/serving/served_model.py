@@ -86,7 +86,9 @@ class ServedModel:
                   "max_batch_events": str(b.max_batch_events), "device": str(self.clusterer.device),
                   "network": type(self.clusterer.model).__name__, "t_beta": str(self.clusterer.t_beta),
                   "t_d": str(self.clusterer.t_d), "assign": self.clusterer.assign,
-                  "r_max": "none" if self.clusterer.r_max is None else str(self.clusterer.r_max)}
+                  "r_max": "none" if self.clusterer.r_max is None else str(self.clusterer.r_max),
+                  "attach_r": "none" if self.clusterer.attach_r is None else str(self.clusterer.attach_r),
+                  "attach_passes": str(self.clusterer.attach_passes)}
         return {"name": self.name, "platform": self.platform, "backend": "caloreco", "max_batch_size": 0,
                 "input": [s.config() for s in INPUTS], "output": [s.config() for s in self.outputs],
                 "dynamic_batching": {"max_queue_delay_microseconds": round(b.max_queue_delay_s * 1e6)},
@@ -126,12 +128,9 @@ class ServedModel:
             enc = self.clusterer.encoding
             feats = enc.features(hits) if req.n_hits else np.zeros((0, enc.n_features), np.float32)
             points = enc.points(hits) if req.n_hits else np.zeros((0, 3), np.float32)
-            positions = None
-            if self.clusterer.r_max is not None:
-                positions = (enc.projected_positions(hits) if req.n_hits
-                             else np.zeros((0, 3), np.float32))
+            detector = self.clusterer.detector_inputs(hits) if req.n_hits else {}
             t1 = time.perf_counter()
-            out = self.batcher.infer(feats, points, req.counts, positions)
+            out = self.batcher.infer(feats, points, req.counts, detector)
         except BaseException:
             self._count(self._fail, time.perf_counter() - t0)
             raise

@@ -83,6 +83,9 @@ HIT_EVENT = "hit_event"
 #: Pre-processing output and post-processing input: the hits' projected positions [cm]
 #: (``encoding.projected_positions``) for the locality cut of the condensation.
 HIT_POSITION = "hit_position"
+#: Pre-processing output and post-processing input: the hits' x, y, z [cm]
+#: (``model_clustering.hit_xyz``) for the left-over attachment.
+HIT_XYZ = "hit_xyz"
 #: Network outputs.
 NETWORK_OUTPUTS = ("coords", "beta")
 
@@ -205,13 +208,14 @@ class Preprocessor:
     def __call__(self, features: np.ndarray, offsets: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
         """``{"features": [N, F], map name: map, ..., "hit_event": [N],
-        "hit_position": [N, 3]}`` for raw hits.
+        "hit_position": [N, 3], "hit_xyz": [N, 3]}`` for raw hits.
 
         Raises:
             InvalidDataError: malformed hits or offsets, no hits.
         """
         import torch
 
+        from caloreco.clustering import model_clustering
         from caloreco.serving.export import preprocess
 
         hits = raw_hits(features)
@@ -226,6 +230,7 @@ class Preprocessor:
             out[name] = maps[name].numpy()
         out[HIT_EVENT] = batch
         out[HIT_POSITION] = self.encoding.projected_positions(hits)
+        out[HIT_XYZ] = model_clustering.hit_xyz(hits)
         return out
 
 
@@ -286,42 +291,60 @@ class Postprocessor:
         t_beta, t_d: condensation thresholds.
         assign: hit-to-point rule, ``"first"`` or ``"nearest"``.
         r_max: locality cut [cm] on the hits' projected positions; None: none.
+        attach_r, attach_passes: left-over attachment [cm] on the hits' x, y, z; None: none.
     """
 
     def __init__(self, t_beta: float, t_d: float, assign: str = "first",
-                 r_max: float | None = None) -> None:
+                 r_max: float | None = None, attach_r: float | None = None,
+                 attach_passes: int = 1) -> None:
+        from caloreco.clustering.attach import check_attach
         from caloreco.clustering.condensation import check_assign, check_r_max
 
         self.t_beta, self.t_d = float(t_beta), float(t_d)
         self.assign = check_assign(assign)
         self.r_max = check_r_max(None if r_max is None else float(r_max))
+        self.attach_r = check_attach(None if attach_r is None else float(attach_r), attach_passes)
+        self.attach_passes = int(attach_passes)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> "Postprocessor":
-        """From the config ``parameters``; ``r_max`` absent or ``"none"``: no locality cut."""
+        """From the config ``parameters``; ``r_max`` / ``attach_r`` absent or ``"none"``: no
+        locality cut / no attachment."""
         r_max = params.get("r_max", "none")
+        attach_r = params.get("attach_r", "none")
         return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"),
-                   None if r_max == "none" else float(r_max))
+                   None if r_max == "none" else float(r_max),
+                   None if attach_r == "none" else float(attach_r),
+                   int(params.get("attach_passes", "1")))
 
     def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray,
-                 hit_position: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 hit_position: np.ndarray | None = None, hit_xyz: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
         """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``;
-        ``hit_position`` [N, 3] is used when ``r_max`` is set."""
+        ``hit_position`` [N, 3] is used when ``r_max`` is set, ``hit_xyz`` [N, 3] when
+        ``attach_r`` is."""
         import torch
 
+        from caloreco.clustering.attach import attach_leftovers
         from caloreco.clustering.condensation import condensation_clustering
 
         c = torch.from_numpy(np.ascontiguousarray(coords)).float()
         b = torch.from_numpy(np.ascontiguousarray(beta)).float()
+        event = torch.from_numpy(np.asarray(hit_event, np.int64))
         pos = None
         if self.r_max is not None:
             if hit_position is None:
                 raise InvalidDataError(f"the locality cut (r_max = {self.r_max} cm) needs the "
                                        f"'{HIT_POSITION}' input")
             pos = torch.from_numpy(np.ascontiguousarray(hit_position)).float()
-        cid = condensation_clustering(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
-                                      t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
-                                      positions=pos, r_max=self.r_max)
+        cid = condensation_clustering(b, c, event, t_beta=self.t_beta, t_d=self.t_d,
+                                      assign=self.assign, positions=pos, r_max=self.r_max)
+        if self.attach_r is not None:
+            if hit_xyz is None:
+                raise InvalidDataError(f"the left-over attachment (attach_r = {self.attach_r} "
+                                       f"cm) needs the '{HIT_XYZ}' input")
+            cid = attach_leftovers(cid, torch.from_numpy(np.ascontiguousarray(hit_xyz)).float(),
+                                   event, radius=self.attach_r, passes=self.attach_passes)
         return {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
 
 
@@ -597,11 +620,12 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                TensorSpec("EVENT_OFFSETS", "TYPE_INT64", (-1,), optional=True)]
         hit_event = TensorSpec(HIT_EVENT, "TYPE_INT64", (-1,))
         hit_position = TensorSpec(HIT_POSITION, "TYPE_FP32", (-1, 3))
+        hit_xyz_spec = TensorSpec(HIT_XYZ, "TYPE_FP32", (-1, 3))
         map_names = [s.name for s in inputs[1:]]
         _write_python_model(tmp / pre, "preprocess.py", python_config(
             pre, "Raw hits -> network inputs: hit encoding, voxelisation and kernel maps "
                  "(sort, searchsorted, unique: not expressible in ONNX).\n" + _raw_columns_note(),
-            raw, [*inputs, hit_event, hit_position],
+            raw, [*inputs, hit_event, hit_position, hit_xyz_spec],
             {"model_name": ckpt.model_name, "model_config": json.dumps(ckpt.model_config),
              "encoding": json.dumps(encoding.to_dict()), "map_names": json.dumps(map_names),
              "hit_columns": json.dumps(list(RAW_HIT_COLUMNS))}))
@@ -610,20 +634,25 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
         _write_python_model(tmp / post, "postprocess.py", python_config(
             post, "Network outputs -> cluster id per hit: object condensation (points with "
                   "beta > t_beta, hits within t_d of them, and within r_max [cm] of them in "
-                  "hit_position unless r_max is none).",
-            [*outputs, hit_event, hit_position], results,
+                  "hit_position unless r_max is none; then, unless attach_r is none, "
+                  "unassigned hits join the nearest clustered hit within attach_r [cm] in "
+                  "hit_xyz, attach_passes times).",
+            [*outputs, hit_event, hit_position, hit_xyz_spec], results,
             {"t_beta": repr(float(ckpt.clustering.get("t_beta", 0.1))),
              "t_d": repr(float(ckpt.clustering.get("t_d", 0.7))),
              "assign": str(ckpt.clustering.get("assign", "first")),
              "r_max": ("none" if ckpt.clustering.get("r_max") is None
-                       else repr(float(ckpt.clustering["r_max"])))}))
+                       else repr(float(ckpt.clustering["r_max"]))),
+             "attach_r": ("none" if ckpt.clustering.get("attach_r") is None
+                          else repr(float(ckpt.clustering["attach_r"]))),
+             "attach_passes": str(int(ckpt.clustering.get("attach_passes", 1)))}))
 
         (tmp / name / VERSION).mkdir(parents=True)
         steps = [
             (pre, {"FEATURES": "FEATURES", "EVENT_OFFSETS": "EVENT_OFFSETS"},
-             {s.name: s.name for s in [*inputs, hit_event, hit_position]}),
+             {s.name: s.name for s in [*inputs, hit_event, hit_position, hit_xyz_spec]}),
             (net, net_in, net_out),
-            (post, {s.name: s.name for s in [*outputs, hit_event, hit_position]},
+            (post, {s.name: s.name for s in [*outputs, hit_event, hit_position, hit_xyz_spec]},
              {s.name: s.name for s in results}),
         ]
         (tmp / name / "config.pbtxt").write_text(ensemble_config(name, raw, results, steps))

@@ -2,11 +2,12 @@
 
 Written by ``caloreco export --triton-repo``. The work is done by
 :class:`caloreco.serving.triton_repo.Postprocessor` with the thresholds ``t_beta``,
-``t_d``, the rule ``assign`` and the locality cut ``r_max`` of this model's config.pbtxt
-``parameters``: the Triton Python environment needs caloreco (and torch) installed.
+``t_d``, the rule ``assign``, the locality cut ``r_max`` and the left-over attachment
+``attach_r``, ``attach_passes`` of this model's config.pbtxt ``parameters``: the Triton
+Python environment needs caloreco (and torch) installed.
 
 Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N],
-``hit_position`` FP32 [N, 3]. Outputs:
+``hit_position`` FP32 [N, 3], ``hit_xyz`` FP32 [N, 3]. Outputs:
 ``CLUSTER_ID`` INT64 [N] (-1 = noise), ``BETA`` FP32 [N], ``COORDS`` FP32 [N, D].
 """
 
@@ -27,4 +28,5 @@ class TritonPythonModel:
 
     def execute(self, requests):
         return self.respond(pb_utils, requests, lambda read: self.postprocessor(
-            read("coords"), read("beta"), read("hit_event"), read("hit_position")))
+            read("coords"), read("beta"), read("hit_event"), read("hit_position"),
+            read("hit_xyz")))

@@ -7,8 +7,9 @@ Python environment needs caloreco (and torch) installed.
 
 Inputs: ``FEATURES`` FP32 [N, 7] raw hit columns (energy, x, y, z, layer, time, cell_type),
 ``EVENT_OFFSETS`` INT64 [B + 1] (optional). Outputs: ``features`` FP32 [N, F],
-the network's map tensors, ``hit_event`` INT64 [N] and ``hit_position`` FP32 [N, 3] (the
-hits' projected positions, for the locality cut of the post-processing).
+the network's map tensors, ``hit_event`` INT64 [N], ``hit_position`` FP32 [N, 3] (the
+hits' projected positions, for the locality cut of the post-processing) and ``hit_xyz``
+FP32 [N, 3] (the hits' x, y, z, for its left-over attachment).
 """
 
 import json
