@@ -5,9 +5,10 @@ overlaid, so the voxel occupancy is that of real events). For each size and devi
 
 * prepare: hit encoding + voxelisation + every kernel and point map (``build_maps``),
 * network: the SPVCNN forward on the prepared maps,
-* clustering: condensation clustering with the checkpoint's thresholds, rule and locality
-  cut (t_beta 0.1, t_d 0.7, first rule, no cut for an untrained model); beside it, as the
-  same-run baseline, Kieseler's rule with the same t_beta and t_d and no cut ("plain"),
+* clustering: condensation clustering with the checkpoint's thresholds, rule, locality cut
+  and left-over attachment (t_beta 0.1, t_d 0.7, first rule, neither for an untrained
+  model); beside it, as the same-run baseline, Kieseler's rule with the same t_beta and
+  t_d, no cut and no attachment ("plain"),
 
 with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) at 5k and
 20k hits. Baselines measured in the same run: dense float32 matmul throughput (GFLOP/s),
@@ -37,7 +38,9 @@ import numpy as np
 import torch
 
 import caloreco.sparse.functional as sfn
+from caloreco.clustering.attach import attach_leftovers
 from caloreco.clustering.condensation import condensation_clustering
+from caloreco.clustering.model_clustering import hit_xyz
 from caloreco.data.event import Event
 from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
@@ -47,6 +50,18 @@ from caloreco.training.data import cluster_weights
 
 #: Condensation thresholds of the clustering stage: the checkpoint's when one is given.
 THRESHOLDS: dict[str, Any] = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None}
+#: Left-over attachment of the clustering stage: the checkpoint's when one is given.
+ATTACH: dict[str, Any] = {"attach_r": None, "attach_passes": 1}
+
+
+def cluster(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
+            pos: torch.Tensor | None, xyz: torch.Tensor | None) -> torch.Tensor:
+    """The clustering stage: condensation with :data:`THRESHOLDS`, then the attachment."""
+    cid = condensation_clustering(beta, coords, batch, **THRESHOLDS, positions=pos)
+    if ATTACH["attach_r"] is not None:
+        cid = attach_leftovers(cid, xyz, batch, radius=ATTACH["attach_r"],
+                               passes=ATTACH["attach_passes"])
+    return cid
 
 
 def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:
@@ -178,6 +193,7 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
         pts = np.concatenate([enc.points(h) for h in chunk])
         pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in chunk]))
                if THRESHOLDS["r_max"] is not None else None)
+        xyz = torch.from_numpy(np.concatenate([hit_xyz(h) for h in chunk]))
         t_enc = time.perf_counter() - t0
         batch_h = torch.repeat_interleave(torch.arange(bs), n_hits)
         for use_amp in ([False, True] if amp and device.type == "cuda" else [False]):
@@ -194,8 +210,8 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
                     out = model.run(f, mgr)
                 sync(device)
                 t2 = time.perf_counter()
-                condensation_clustering(out[1].float(), out[0].float(), b, **THRESHOLDS,
-                                        positions=None if pos is None else pos.to(device))
+                cluster(out[1].float(), out[0].float(), b,
+                        None if pos is None else pos.to(device), xyz.to(device))
                 sync(device)
                 return t1 - t0, t2 - t1, time.perf_counter() - t2
 
@@ -241,6 +257,7 @@ def main() -> None:
         ckpt = load_checkpoint(args.model)
         model, enc = ckpt.build(device)
         THRESHOLDS.update({k: ckpt.clustering[k] for k in THRESHOLDS if k in ckpt.clustering})
+        ATTACH.update({k: ckpt.clustering[k] for k in ATTACH if k in ckpt.clustering})
         label = f"{args.model} (cr {ckpt.model_config.get('cr')})"
     else:
         model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device).eval()
@@ -259,7 +276,7 @@ def main() -> None:
     results: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
                                "model": label, "matmul_gflops": gflops, "inference": [],
                                "training": [], "layer": None}
-    print(f"clustering: {THRESHOLDS}")
+    print(f"clustering: {THRESHOLDS}, {ATTACH}")
     print(f"{'hits':>7} {'voxels':>7} {'prepare ms':>10} {'network ms':>10} {'cluster ms':>10} "
           f"{'plain ms':>8} {'total ms':>9} {'events/s':>8} {'Mhits/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'% of matmul':>11}")
     for n in sizes:
@@ -280,8 +297,8 @@ def main() -> None:
             coords, beta = out[0], out[1]
             pos = (torch.from_numpy(enc.projected_positions(hits)).to(device)
                    if THRESHOLDS["r_max"] is not None else None)
-            t_cl, _ = timed(lambda: condensation_clustering(beta, coords, **THRESHOLDS,
-                                                            positions=pos), device, args.repeat)
+            xyz = torch.from_numpy(hit_xyz(hits)).to(device)
+            t_cl, _ = timed(lambda: cluster(beta, coords, None, pos, xyz), device, args.repeat)
             t_plain, _ = timed(lambda: condensation_clustering(
                 beta, coords, t_beta=THRESHOLDS["t_beta"], t_d=THRESHOLDS["t_d"]),
                 device, args.repeat)

@@ -1,10 +1,10 @@
 """Where SPVCNN inference spends its time: torch.profiler over prepare + network + clustering.
 
 Profiles the three stages of one pass separately - prepare (voxelisation, kernel and point
-maps), network, clustering (with the checkpoint's thresholds, rule and locality cut) - for
-B distinct events of ``--hits`` hits, and prints per stage its total and the operators with
-the largest self time (device time on CUDA, CPU time otherwise); ``--trace`` writes a
-Chrome trace per stage.
+maps), network, clustering (with the checkpoint's thresholds, rule, locality cut and
+left-over attachment) - for B distinct events of ``--hits`` hits, and prints per stage its
+total and the operators with the largest self time (device time on CUDA, CPU time
+otherwise); ``--trace`` writes a Chrome trace per stage.
 
 Run: ``python benchmarks/profile_spvcnn.py --device cuda --batch 16 [--model CKPT] [--amp]``.
 """
@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from caloreco.clustering.condensation import condensation_clustering
+from caloreco.clustering.model_clustering import hit_xyz
 from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
 from caloreco.simulation.production import DatasetSpec, simulate_range
 
-from bench_spvcnn import make_event  # noqa: E402  (benchmarks/ is the script's directory)
+import bench_spvcnn  # noqa: E402  (benchmarks/ is the script's directory)
+from bench_spvcnn import cluster, make_event  # noqa: E402
 
 
 def main() -> None:
@@ -41,13 +42,15 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     enc = HitEncoding()
-    clustering = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None}
+    clustering = bench_spvcnn.THRESHOLDS  # the clustering stage of bench_spvcnn, configured here
     if args.model:
         from caloreco.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(args.model)
         model, enc = ckpt.build(device)
         clustering.update({k: ckpt.clustering[k] for k in clustering if k in ckpt.clustering})
+        bench_spvcnn.ATTACH.update({k: ckpt.clustering[k] for k in bench_spvcnn.ATTACH
+                                    if k in ckpt.clustering})
     else:
         model = build_model("spvcnn", {"in_features": enc.n_features, "cr": args.cr}).to(device)
     model.eval()
@@ -63,7 +66,8 @@ def main() -> None:
     batch = torch.repeat_interleave(torch.arange(args.batch), args.hits).to(device)
     pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in events])).to(device)
            if clustering["r_max"] is not None else None)
-    print(f"clustering: {clustering}")
+    xyz = torch.from_numpy(np.concatenate([hit_xyz(h) for h in events])).to(device)
+    print(f"clustering: {clustering}, {bench_spvcnn.ATTACH}")
 
     def stages() -> dict[str, Callable[[], Any]]:
         """The three stages of one pass, each a closure over the previous one's output."""
@@ -79,8 +83,7 @@ def main() -> None:
 
         def clustering_stage() -> None:
             coords, beta = state["out"][:2]
-            condensation_clustering(beta.float(), coords.float(), batch, **clustering,
-                                    positions=pos)
+            cluster(beta.float(), coords.float(), batch, pos, xyz)
 
         return {"prepare": prepare, "network": network, "clustering": clustering_stage}
 

@@ -86,3 +86,14 @@ def test_attach_edge_cases_and_errors() -> None:
     with pytest.raises(InvalidDataError, match="non-finite"):
         attach_leftovers(torch.tensor([0, -1]), torch.tensor([[0.0, 0, 0], [np.nan, 0, 0]]),
                          None, radius=1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_attach_cuda_matches_cpu() -> None:
+    cid, xyz, event = _case(7, n=3000, events=4)
+    args = (torch.from_numpy(cid), torch.from_numpy(xyz).float(), torch.from_numpy(event))
+    cpu = attach_leftovers(*args, radius=4.0, passes=3)
+    gpu = attach_leftovers(*(a.cuda() for a in args), radius=4.0, passes=3)
+    assert gpu.device.type == "cuda"
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())

@@ -65,8 +65,11 @@ def markdown(summary: dict[str, Any]) -> str:
         if "settings" in m:
             st = m["settings"]
             cut = "none" if st.get("r_max") is None else f"{st['r_max']:g} cm"
+            attach = ("none" if st.get("attach_r") is None else
+                      f"{st['attach_r']:g} cm x {st.get('attach_passes', 1)}")
             lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}, "
-                      f"rule {st.get('assign', 'first')}, locality cut {cut}.", ""]
+                      f"rule {st.get('assign', 'first')}, locality cut {cut}, left-over "
+                      f"attachment {attach}.", ""]
         if "clustered_energy_fraction" in m:
             lines += [f"Hit energy in clusters: {_fmt(m['clustered_energy_fraction'])} of the total.", ""]
         lines += [
