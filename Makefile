@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch is pinned on the same command line so pip never pulls a CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-gpu install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_geometry.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_spvcnn.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_clue.py
+
+# On a CUDA machine whose python has torch (CUDA build) and caloreco's dependencies, e.g.
+# `make bench-gpu PY=python3` with PYTHONPATH=src: the CUDA tests, then SPVCNN throughput
+# and the per-stage profile of the shipped model (docs/benchmarks.md, the H100 section).
+bench-gpu:
+	$(PY) -m pytest -m gpu -q tests
+	$(PY) benchmarks/bench_spvcnn.py --device cuda --model src/caloreco/pretrained/spvcnn_dtau.pt \
+		--sizes 20000 --batch-sizes 64,256 --amp --train-sizes 20000
+	$(PY) benchmarks/profile_spvcnn.py --device cuda --model src/caloreco/pretrained/spvcnn_dtau.pt \
+		--batch 256 --amp
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
