@@ -47,47 +47,74 @@ class Checkpoint:
         return model, encoding_from_dict(self.encoding)
 
 
-#: Values per scale of the int8 storage (:func:`quantize_int8`).
+#: Values per scale of the quantized storage (:func:`quantize_weights`).
 INT8_GROUP = 32
+#: Bit widths of the quantized storage.
+WEIGHT_BITS = (8, 6)
 
 
-def quantize_int8(t: torch.Tensor) -> dict[str, Any]:
-    """Symmetric int8 storage of a float tensor, one scale per group of
+def quantize_weights(t: torch.Tensor, bits: int = 8) -> dict[str, Any]:
+    """Symmetric ``bits``-bit storage of a float tensor, one float32 scale per group of
     :data:`INT8_GROUP` consecutive values (flattened, zero-padded):
-    ``q = round(v / s)``, ``s = max|v| / 127`` over the group, so every value is kept to
-    within ``s / 2`` (half a step of its own group's range)."""
+    ``q = round(v / s)``, ``s = max|v| / (2^(bits-1) - 1)`` over the group, so every value
+    is kept to within ``s / 2``. 8 bits are stored as int8; 6 bits as ``q + 32`` packed four
+    to three bytes."""
+    if bits not in WEIGHT_BITS:
+        raise ConfigError(f"weight bits must be one of {WEIGHT_BITS}, got {bits!r}")
     flat = t.detach().cpu().float().reshape(-1)
     pad = (-flat.numel()) % INT8_GROUP
     groups = torch.cat([flat, flat.new_zeros(pad)]).view(-1, INT8_GROUP)
-    scale = groups.abs().amax(1) / 127.0
+    qmax = 2 ** (bits - 1) - 1
+    scale = groups.abs().amax(1) / qmax
     q = torch.round(groups / scale.clamp(min=torch.finfo(torch.float32).tiny)[:, None])
-    return {"q": q.to(torch.int8), "scale": scale, "shape": list(t.shape)}
+    entry: dict[str, Any] = {"scale": scale, "shape": list(t.shape), "bits": bits}
+    if bits == 8:
+        entry["q"] = q.to(torch.int8)
+    else:  # four 6-bit codes (q + 32 in [1, 63]) -> one 24-bit word -> three bytes
+        code = (q.to(torch.int32) + 32).view(-1, 4)
+        word = code[:, 0] | (code[:, 1] << 6) | (code[:, 2] << 12) | (code[:, 3] << 18)
+        entry["q"] = torch.stack([word & 255, (word >> 8) & 255, word >> 16], 1).to(torch.uint8)
+    return entry
 
 
-def dequantize_int8(entry: dict[str, Any]) -> torch.Tensor:
-    """Float32 tensor of a :func:`quantize_int8` entry."""
+def dequantize_weights(entry: dict[str, Any]) -> torch.Tensor:
+    """Float32 tensor of a :func:`quantize_weights` entry."""
     shape = [int(d) for d in entry["shape"]]
     n = 1
     for d in shape:
         n *= d
-    values = entry["q"].float() * entry["scale"].float()[:, None]
+    bits = int(entry.get("bits", 8))
+    scale = entry["scale"].float()
+    if bits == 8:
+        q = entry["q"].float()
+    elif bits == 6:
+        b = entry["q"].to(torch.int32)
+        word = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        code = torch.stack([(word >> s) & 63 for s in (0, 6, 12, 18)], 1)
+        q = (code - 32).float().reshape(-1, INT8_GROUP)
+    else:
+        raise ValueError(f"unknown bit width {bits}")
+    values = q.reshape(scale.shape[0], INT8_GROUP) * scale[:, None]
     return values.reshape(-1)[:n].reshape(shape)
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path, *, half: bool = False,
-                    int8: bool = False) -> Path:
+                    weight_bits: int | None = None) -> Path:
     """Write ``ckpt`` atomically.
 
-    ``half`` stores float weights as float16 (shipping); ``int8`` also stores every float
-    matrix of at least :data:`INT8_GROUP` values as int8 with a float32 scale per group
-    (:func:`quantize_int8`; half the size of float16, for the shipped models). Loading
-    restores float32 either way.
+    ``half`` stores float weights as float16 (shipping); ``weight_bits`` (8 or 6) also
+    stores every float matrix of at least :data:`INT8_GROUP` values with that many bits and
+    a float32 scale per group (:func:`quantize_weights`; 8 bits: half the size of float16,
+    6 bits: 0.4 of it; for the shipped models). Loading restores float32 either way.
     """
+    if weight_bits is not None and weight_bits not in WEIGHT_BITS:
+        raise ConfigError(f"weight_bits must be one of {WEIGHT_BITS} or None, got {weight_bits!r}")
     state, quantized = {}, {}
     for k, v in ckpt.state_dict.items():
-        if int8 and v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_GROUP:
-            quantized[k] = quantize_int8(v)
-        elif (half or int8) and v.is_floating_point():
+        if (weight_bits and v.is_floating_point() and v.dim() >= 2
+                and v.numel() >= INT8_GROUP):
+            quantized[k] = quantize_weights(v, weight_bits)
+        elif (half or weight_bits) and v.is_floating_point():
             state[k] = v.detach().cpu().half()
         else:
             state[k] = v.detach().cpu()
@@ -133,9 +160,9 @@ def load_checkpoint(path: str | Path, *, expect_model: str | None = None,
     state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in raw["state_dict"].items()}
     for k, entry in raw.get("quantized", {}).items():
         try:
-            state[k] = dequantize_int8(entry)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise InputFileError(path, f"int8 weights of '{k}' are malformed ({exc})") from None
+            state[k] = dequantize_weights(entry)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise InputFileError(path, f"quantized weights of '{k}' are malformed ({exc})") from None
     ckpt = Checkpoint(raw["model_name"], dict(raw["model_config"]), dict(raw["encoding"]), state,
                       dict(raw.get("clustering", {})), dict(raw.get("training", {})),
                       dict(raw.get("metrics", {})))
@@ -155,9 +182,9 @@ def _norm(v: Any) -> Any:
 
 
 def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | None = None,
-                    int8: bool = False) -> Path:
-    """Write a deployable copy of a checkpoint: float16 (or, with ``int8``, int8 matrices
-    and float16 vectors) weights, no optimiser state.
+                    weight_bits: int | None = None) -> Path:
+    """Write a deployable copy of a checkpoint: float16 weights (with ``weight_bits``, 8- or
+    6-bit matrices and float16 vectors), no optimiser state.
 
     The training record keeps only its summary (epoch, steps, configuration) plus ``note``
     (e.g. the held-out scores of the model).
@@ -165,4 +192,4 @@ def ship_checkpoint(src: str | Path, dst: str | Path, *, note: dict[str, Any] | 
     ckpt = load_checkpoint(src)
     keep = {k: v for k, v in ckpt.training.items() if k in ("epoch", "global_step", "config")}
     ckpt.training = {**keep, **(note or {})}
-    return save_checkpoint(ckpt, dst, half=True, int8=int8)
+    return save_checkpoint(ckpt, dst, half=True, weight_bits=weight_bits)
