@@ -38,9 +38,8 @@ import numpy as np
 import torch
 
 import caloreco.sparse.functional as sfn
-from caloreco.clustering.attach import attach_leftovers
 from caloreco.clustering.condensation import condensation_clustering
-from caloreco.clustering.model_clustering import hit_xyz
+from caloreco.clustering.model_clustering import condense_outputs, hit_xyz
 from caloreco.data.event import Event
 from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
@@ -57,11 +56,7 @@ ATTACH: dict[str, Any] = {"attach_r": None, "attach_passes": 1}
 def cluster(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
             pos: torch.Tensor | None, xyz: torch.Tensor | None) -> torch.Tensor:
     """The clustering stage: condensation with :data:`THRESHOLDS`, then the attachment."""
-    cid = condensation_clustering(beta, coords, batch, **THRESHOLDS, positions=pos)
-    if ATTACH["attach_r"] is not None:
-        cid = attach_leftovers(cid, xyz, batch, radius=ATTACH["attach_r"],
-                               passes=ATTACH["attach_passes"])
-    return cid
+    return condense_outputs(beta, coords, batch, **THRESHOLDS, positions=pos, **ATTACH, xyz=xyz)
 
 
 def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:

@@ -42,6 +42,27 @@ def hit_xyz(hits: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(hits[c], np.float32) for c in ("x", "y", "z")], 1).reshape(-1, 3)
 
 
+def condense_outputs(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None, *,
+                     t_beta: float, t_d: float, assign: str = "first",
+                     r_max: float | None = None, positions: torch.Tensor | None = None,
+                     attach_r: float | None = None, attach_passes: int = 1,
+                     xyz: torch.Tensor | None = None) -> torch.Tensor:
+    """Cluster ids from a network's outputs: condensation clustering (with the locality cut
+    on ``positions`` when ``r_max`` is set), then the left-over attachment on ``xyz`` when
+    ``attach_r`` is set. The one definition used by :class:`ModelClusterer` and the Triton
+    post-processing."""
+    cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d, assign=assign,
+                                  positions=None if r_max is None else positions.to(beta.device),
+                                  r_max=r_max)
+    if attach_r is not None:
+        if xyz is None:
+            raise ConfigError(f"the left-over attachment (attach_r = {attach_r} cm) needs the "
+                              f"hits' x, y, z")
+        cid = attach_leftovers(cid, xyz.to(beta.device), batch, radius=attach_r,
+                               passes=attach_passes)
+    return cid
+
+
 def no_attach_is_none(radius: float | None, passes: int) -> float | None:
     """An attachment radius [cm] checked, with inf (no attachment) as None."""
     if radius is not None and math.isinf(radius) and radius > 0:
@@ -190,18 +211,12 @@ class ModelClusterer:
         (``positions`` and ``xyz`` are ignored when the clusterer has no cut or no
         attachment)."""
         self._check_inputs(positions, xyz)
-        cut = self.r_max is not None
-        cid = condensation_clustering(beta, coords, batch,
-                                      t_beta=self.t_beta if t_beta is None else t_beta,
-                                      t_d=self.t_d if t_d is None else t_d,
-                                      assign=self.assign,
-                                      positions=positions.to(beta.device) if cut else None,
-                                      r_max=self.r_max)
-        if self.attach_r is not None:
-            assert xyz is not None
-            cid = attach_leftovers(cid, xyz.to(beta.device), batch, radius=self.attach_r,
-                                   passes=self.attach_passes)
-        return cid
+        return condense_outputs(beta, coords, batch,
+                                t_beta=self.t_beta if t_beta is None else t_beta,
+                                t_d=self.t_d if t_d is None else t_d, assign=self.assign,
+                                r_max=self.r_max, positions=positions,
+                                attach_r=self.attach_r, attach_passes=self.attach_passes,
+                                xyz=xyz)
 
     def clustering_record(self) -> dict[str, float | str | None]:
         """Thresholds, rule, locality cut and attachment, as a checkpoint's clustering

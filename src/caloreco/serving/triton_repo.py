@@ -325,26 +325,25 @@ class Postprocessor:
         ``attach_r`` is."""
         import torch
 
-        from caloreco.clustering.attach import attach_leftovers
-        from caloreco.clustering.condensation import condensation_clustering
+        from caloreco.clustering.model_clustering import condense_outputs
 
         c = torch.from_numpy(np.ascontiguousarray(coords)).float()
         b = torch.from_numpy(np.ascontiguousarray(beta)).float()
-        event = torch.from_numpy(np.asarray(hit_event, np.int64))
-        pos = None
+        pos = xyz = None
         if self.r_max is not None:
             if hit_position is None:
                 raise InvalidDataError(f"the locality cut (r_max = {self.r_max} cm) needs the "
                                        f"'{HIT_POSITION}' input")
             pos = torch.from_numpy(np.ascontiguousarray(hit_position)).float()
-        cid = condensation_clustering(b, c, event, t_beta=self.t_beta, t_d=self.t_d,
-                                      assign=self.assign, positions=pos, r_max=self.r_max)
         if self.attach_r is not None:
             if hit_xyz is None:
                 raise InvalidDataError(f"the left-over attachment (attach_r = {self.attach_r} "
                                        f"cm) needs the '{HIT_XYZ}' input")
-            cid = attach_leftovers(cid, torch.from_numpy(np.ascontiguousarray(hit_xyz)).float(),
-                                   event, radius=self.attach_r, passes=self.attach_passes)
+            xyz = torch.from_numpy(np.ascontiguousarray(hit_xyz)).float()
+        cid = condense_outputs(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
+                               t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
+                               r_max=self.r_max, positions=pos, attach_r=self.attach_r,
+                               attach_passes=self.attach_passes, xyz=xyz)
         return {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
 
 
