@@ -193,8 +193,8 @@ def _greedy_blocks(cand_e: Tensor, near: _Near) -> np.ndarray:
 
 
 def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends: list[int],
-                   t_d2: float) -> list[Tensor]:
-    """Condensation points of every event (hit indices, greedy order).
+                   t_d2: float) -> list[np.ndarray]:
+    """Condensation points of every event (hit indices on the host, greedy order).
 
     Events are taken in groups whose padded ``[g, W, W]`` candidate distance blocks fit
     ``_BLOCK_ELEMENTS`` (with the ``D`` coordinate differences): one device computation
@@ -204,7 +204,7 @@ def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends
     device = cand.device
     dim = x.shape[1] + (near.gate.p.shape[1] if near.gate is not None else 0)
     widths = [e1 - e0 for e0, e1 in zip(starts, ends)]
-    points: list[Tensor] = [cand[:0]] * len(widths)
+    points: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(widths)
     e = 0
     while e < len(widths):
         if widths[e] == 0:
@@ -212,7 +212,7 @@ def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends
             continue
         if widths[e] ** 2 * dim > _BLOCK_ELEMENTS:
             cand_e = cand[starts[e]:ends[e]]
-            points[e] = cand_e[torch.from_numpy(_greedy_blocks(cand_e, near)).to(device)]
+            points[e] = cand_e.cpu().numpy()[_greedy_blocks(cand_e, near)]
             e += 1
             continue
         group, w_max = [], 0
@@ -237,19 +237,20 @@ def _choose_points(cand: Tensor, x: Tensor, near: _Near, starts: list[int], ends
         idx_np = idx.cpu().numpy()
         for k, g in enumerate(group):
             wg = widths[g]
-            points[g] = torch.from_numpy(idx_np[k, _greedy(near_g[k, :wg, :wg])]).to(device)
+            points[g] = idx_np[k, _greedy(near_g[k, :wg, :wg])]
     return points
 
 
-def _assign_per_event(out: Tensor, hit_order: Tensor, hit_end: list[int], points: list[Tensor],
-                      near: _Near) -> None:
+def _assign_per_event(out: Tensor, hit_order: Tensor, hit_end: list[int],
+                      points: list[np.ndarray], near: _Near) -> None:
     """:func:`_assign` event by event with matrix-product distances (``[hits_e, P_e]``
     blocks): the least arithmetic, the CPU path."""
     device = out.device
-    for e, pts in enumerate(points):
-        n_points = pts.shape[0]
+    for e, pts_np in enumerate(points):
+        n_points = pts_np.shape[0]
         if n_points == 0:
             continue
+        pts = torch.from_numpy(pts_np).to(device)
         rank = torch.arange(n_points, device=device)
         h0, h1 = (hit_end[e - 1] if e else 0), hit_end[e]
         step = max(1, _BLOCK_ELEMENTS // n_points)
@@ -259,7 +260,7 @@ def _assign_per_event(out: Tensor, hit_order: Tensor, hit_end: list[int], points
             out[hits] = torch.where(k < n_points, k, -1)
 
 
-def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: list[Tensor],
+def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: list[np.ndarray],
             t_d2: float, nearest: bool = False, gate: _Gate | None = None) -> None:
     """``out[i]`` = rank of the first point of hit i's event within ``t_d`` (else -1), for
     all events at once: points padded to ``[B, P]``, hits in chunks of ``[rows, P, D]``.
@@ -273,11 +274,12 @@ def _assign(out: Tensor, x: Tensor, event: Tensor, hit_order: Tensor, points: li
     p_max = max(counts, default=0)
     if p_max == 0:
         return
-    table = torch.full((len(points), p_max), -1, dtype=torch.int64, device=device)
+    # the point table is filled on the host and sent in one transfer
+    table_np = np.full((len(points), p_max), -1, dtype=np.int64)
     for e, p in enumerate(points):
-        if len(p):
-            table[e, :len(p)] = p
-    has = torch.tensor(counts, device=device)[event[hit_order]] > 0
+        table_np[e, :len(p)] = p
+    table = torch.from_numpy(table_np).to(device)
+    has = (table[:, 0] >= 0)[event[hit_order]]
     hits_all = hit_order[has]
     rank = torch.arange(p_max, device=device)
     step = max(1, _BLOCK_ELEMENTS // (p_max * dim))

@@ -159,15 +159,26 @@ def point_to_voxel(point_feats: Tensor, point_voxel: Tensor, n_voxels: int) -> T
 def voxel_to_point(voxel_feats: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     """Interpolate voxel features at the points: ``sum_c w_pc x_{index_pc}``.
 
+    Computed by ``embedding_bag`` (mode ``sum`` with per-sample weights, absent corners as
+    its ``padding_idx``): one fused gather-and-sum kernel on CPU and CUDA that skips absent
+    corners and never materialises the ``[N, M, C]`` gathered rows (the explicit form took
+    22 % of SPVCNN's GPU time at batch 256). Under ``torch.export`` (the ONNX exporter) the
+    explicit gather, multiply and sum, which ONNX expresses without a loop.
+
     Args:
         voxel_feats: ``[V, C]``.
         index: int64 ``[N, M]`` voxel rows (``V`` = absent, weight 0), e.g. ``M = 8``
             trilinear corners or ``M = 1`` for the nearest voxel.
         weight: ``[N, M]``.
     """
-    padded = torch.cat([voxel_feats, voxel_feats.new_zeros(1, voxel_feats.shape[1])], 0)
-    gathered = padded.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
-    return (gathered * weight.unsqueeze(2).to(voxel_feats.dtype)).sum(1)
+    n_vox, c = voxel_feats.shape
+    padded = torch.cat([voxel_feats, voxel_feats.new_zeros(1, c)], 0)
+    w = weight.to(voxel_feats.dtype)
+    if torch.compiler.is_exporting() or index.shape[0] == 0:
+        gathered = padded.index_select(0, index.reshape(-1)).reshape(*index.shape, c)
+        return (gathered * w.unsqueeze(2)).sum(1)
+    return torch.nn.functional.embedding_bag(index, padded, per_sample_weights=w,
+                                             mode="sum", padding_idx=n_vox)
 
 
 #: Partial-sum slots per event for :func:`_event_sum` on CUDA.
