@@ -62,3 +62,27 @@ def test_voxelize_rejects_bad_points():
         voxelize(torch.tensor([[float("nan"), 0.0, 0.0]]), torch.zeros(1, dtype=torch.long))
     with pytest.raises(CalorecoError, match=r"\[N, 3\]"):
         voxelize(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_interpolation_corners_match_explicit_lookup(stride):
+    """Corner rows from the additive-key lookup equal a per-corner search of the voxel
+    coordinates, for points near the grid origin (corners at -1) and inside it, two events."""
+    g = torch.Generator().manual_seed(3)
+    pts = torch.rand(300, 3, generator=g) * 12
+    batch = torch.randint(0, 2, (300,), generator=g)
+    mgr, _ = voxelize(pts, batch)
+    s = 1
+    while s < stride:  # the coarser voxels exist once the down-sampling maps are built
+        mgr.down(s, 2, 2)
+        s *= 2
+    idx, w = mgr.interpolation(stride)
+    coords = mgr.coords(stride)
+    table = {tuple(r): i for i, r in enumerate(coords.tolist())}
+    lo = torch.floor(pts / stride - 0.5).long() * stride
+    for p in range(len(pts)):
+        for c, (a, b, d) in enumerate([(a, b, d) for a in (0, 1) for b in (0, 1) for d in (0, 1)]):
+            key = (int(batch[p]), *(lo[p] + torch.tensor([a, b, d]) * stride).tolist())
+            assert idx[p, c].item() == table.get(key, len(coords))
+    assert (idx == len(coords)).any()  # some corners are absent
+    torch.testing.assert_close(w.sum(1), torch.ones(len(pts)))

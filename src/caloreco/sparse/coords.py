@@ -83,18 +83,21 @@ class SortedKeys:
 
         Keys are linear in the columns, ``key(c + d) = key(c) + key(d)``, while every
         column stays inside ``[0, 2**16)``; then one addition replaces re-packing ``N K``
-        coordinates (the common case). Near the grid edges it falls back to :meth:`lookup`.
+        coordinates. Rows within ``max |d|`` of a grid edge (or outside it), where a column
+        could leave the range and carry into the next, are looked up by :meth:`lookup`.
         """
         reach = int(deltas.abs().max()) if deltas.numel() else 0
+        dk = (deltas[:, 0] * SPATIAL_LIMIT + deltas[:, 1]) * SPATIAL_LIMIT + deltas[:, 2]
         spatial = coords[:, 1:]
-        if coords.shape[0] and (int(spatial.min()) - reach < 0
-                                or int(spatial.max()) + reach >= SPATIAL_LIMIT):
-            full = torch.zeros(coords.shape[0], deltas.shape[0], 4, dtype=torch.int64,
+        edge = ((spatial < reach) | (spatial >= SPATIAL_LIMIT - reach)).any(1)
+        out = self._search(pack(coords)[:, None] + dk[None])
+        rows = torch.nonzero(edge).squeeze(1)
+        if rows.numel():
+            full = torch.zeros(rows.shape[0], deltas.shape[0], 4, dtype=torch.int64,
                                device=coords.device)
             full[..., 1:] = deltas[None]
-            return self.lookup(coords[:, None, :] + full)
-        dk = (deltas[:, 0] * SPATIAL_LIMIT + deltas[:, 1]) * SPATIAL_LIMIT + deltas[:, 2]
-        return self._search(pack(coords)[:, None] + dk[None])
+            out[rows] = self.lookup(coords[rows][:, None, :] + full)
+        return out
 
     def _search(self, q: Tensor) -> Tensor:
         if self.n == 0:

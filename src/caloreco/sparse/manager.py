@@ -223,11 +223,19 @@ class CoordinateManager:
             frac = u - lo
             corners = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)],
                                    dtype=pts.dtype, device=pts.device)  # [8, 3]
-            cpos = (lo[:, None, :] + corners[None]).long() * stride  # [N, 8, 3]
-            query = torch.cat([pb[:, None, None].expand(-1, 8, 1), cpos], 2)
-            idx = self.keys(stride).lookup(query)
-            w = torch.where(corners[None] > 0, frac[:, None, :], 1 - frac[:, None, :]).prod(2)
             own = self.point_voxel(stride)
+            # The lowest corner is the point's own voxel or its lower neighbour along each
+            # axis: (own voxel, octant) names it, and points sharing one (most points at
+            # coarse strides) share their 8 corners, searched once.
+            coords = self.coords(stride)
+            down = coords[own, 1:] != lo.long() * stride  # [N, 3]: corner below own voxel
+            octant = (down[:, 0].long() * 4 + down[:, 1].long() * 2 + down[:, 2].long())
+            key, inverse = torch.unique(own * 8 + octant, return_inverse=True)
+            v, o = key // 8, key % 8
+            shift = torch.stack([o // 4, (o // 2) % 2, o % 2], 1) * stride
+            base = torch.cat([coords[v, :1], coords[v, 1:] - shift], 1)  # [U, 4] lowest corners
+            idx = self.keys(stride).lookup_offsets(base, corners.long() * stride)[inverse]
+            w = torch.where(corners[None] > 0, frac[:, None, :], 1 - frac[:, None, :]).prod(2)
             w = torch.where(idx < self.coords(stride).shape[0], w, torch.zeros_like(w))
             w = w + _OWN_VOXEL_EPS * (idx == own[:, None]).to(w.dtype)
             w = w / w.sum(1, keepdim=True)
