@@ -62,7 +62,7 @@ ASSIGN_MODES = ("first", "nearest")
 #: elements of the distance blocks computed at once (``rows * columns``); with the few
 #: temporaries of a block, ~64 MB of float32 whatever the number of candidates or hits.
 _BLOCK_ELEMENTS = 1 << 22
-#: Factor on ``_BLOCK_ELEMENTS`` on CUDA (blocks of ~256 MB): a batch of 256 events of 20k
+#: Factor on ``_BLOCK_ELEMENTS`` on CUDA (~1 GB of temporaries): a batch of 256 events of 20k
 #: hits then takes ~40 hit chunks instead of ~600 rounds of a dozen small launches each.
 _CUDA_BLOCK_FACTOR = 16
 
