@@ -11,6 +11,7 @@ from torch import Tensor
 
 from caloreco.errors import ConfigError, InvalidDataError
 from caloreco.sparse.coords import SPATIAL_LIMIT, check_coords, pack, unpack
+from caloreco.sparse.gather_grad import event_broadcast, gather_padded
 from caloreco.sparse.kernel_map import KernelMap
 from caloreco.sparse.manager import CoordinateManager
 
@@ -67,8 +68,8 @@ def sparse_conv(feats: Tensor, kmap: KernelMap, weight: Tensor, *,
                               "Triton installed, and no gradient (it is forward-only)")
         return sparse_conv_triton(feats, kmap.nbr, weight)
     if algorithm == "gemm":
-        padded = torch.cat([feats, feats.new_zeros(1, c_in)], 0)
-        gathered = padded.index_select(0, kmap.nbr.reshape(-1))  # [N_out * K, C_in]
+        gathered = gather_padded(feats, kmap.nbr.reshape(-1),  # [N_out * K, C_in]
+                                 lambda: kmap.present(feats.shape[0]))
         return gathered.reshape(-1, vol * c_in) @ weight.reshape(vol * c_in, c_out)
     if algorithm == "scatter":
         if kmap.identity is not None:
@@ -225,9 +226,11 @@ def event_norm(x: Tensor, event: Tensor, events: Tensor, weight: Tensor | None =
     xf = x if x.dtype == torch.float64 else x.float()  # float32 at least (bf16 inputs)
     counts = _event_sum(xf.new_ones(x.shape[0], 1), event, n_ev).clamp(min=1)
     mean = _event_sum(xf, event, n_ev) / counts
-    centred = xf - mean.index_select(0, event)
+    # (the broadcasts' gradients are summed per event like the statistics: no contended
+    # atomics on CUDA, see caloreco.sparse.gather_grad)
+    centred = xf - event_broadcast(mean, event, _event_sum)
     var = _event_sum(centred * centred, event, n_ev) / counts
-    y = centred * torch.rsqrt(var.index_select(0, event) + eps)
+    y = centred * torch.rsqrt(event_broadcast(var, event, _event_sum) + eps)
     if weight is not None:
         y = y * weight
     if bias is not None:

@@ -52,6 +52,7 @@ class KernelMap:
     volume: int
     identity: int | None = None  # offset whose map is the identity (submanifold centre)
     _pairs: list = field(default_factory=list, compare=False, repr=False)
+    _present: list = field(default_factory=list, compare=False, repr=False)
 
     @property
     def n_out(self) -> int:
@@ -62,6 +63,14 @@ class KernelMap:
         if not self._pairs:
             self._pairs.extend(self._find_pairs(n_in))
         return self._pairs
+
+    def present(self, n_in: int) -> Tensor:
+        """Positions in ``nbr.reshape(-1)`` of the existing connections (``< n_in``), cached:
+        the rows whose gradient the gather-GEMM backward keeps."""
+        assert self.nbr is not None
+        if not self._present:
+            self._present.append(torch.nonzero(self.nbr.reshape(-1) < n_in).squeeze(1))
+        return self._present[0]
 
     def _find_pairs(self, n_in: int) -> list[tuple[Tensor, Tensor]]:
         if self.nbr is not None:
