@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from caloreco.cli_types import non_negative_int as _non_negative_int
 from caloreco.errors import ConfigError
 
 
@@ -60,13 +61,13 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
-                      init=args.init,
+                      init=args.init, workers=args.workers,
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
             cfg = TrainConfig(**{**json.loads(stored.read_text()), "device": dist_info.device,
-                                 "progress": not args.no_progress})
+                                 "progress": not args.no_progress, "workers": args.workers})
     t0 = time.perf_counter()
     trainer = Trainer(cfg, resume=args.resume, rank=dist_info.rank,
                       world_size=dist_info.world_size)
@@ -290,6 +291,9 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")
+    t.add_argument("--workers", type=_non_negative_int, default=0,
+                   help="data-loading processes that decode and encode events ahead of the "
+                        "training step (default 0: in the loop); same batches in the same order")
     t.add_argument("--time-limit", type=float, default=None, help="minutes, then stop (resumable)")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -130,3 +130,18 @@ def test_local_repulsion_trains_and_is_stored(dtau_dataset, tmp_path):
     assert losses and all(math.isfinite(v) for v in losses)
     with pytest.raises(ConfigError, match="needs repulsion='hits'"):
         Trainer(_cfg(dtau_dataset, tmp_path / "bad", r_local=8.0, repulsion="groups"))
+
+
+def test_data_loading_workers_give_the_same_training(dtau_dataset, tmp_path):
+    """Events decoded in 2 worker processes: the same batches in the same order, so the
+    same weights as loading in the loop."""
+    weights = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        trainer = Trainer(_cfg(dtau_dataset, tmp_path / f"w{workers}", epochs=1, workers=workers,
+                               batch_size=2))
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    for (name, a), b in zip(weights[0].items(), weights[1].values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

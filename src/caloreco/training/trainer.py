@@ -72,6 +72,9 @@ class TrainConfig:
     assign: str = "first"  # hit-to-point rule of the validation clustering
     r_max: float | None = None  # locality cut of the validation clustering [cm]; None: none
     progress: bool = True
+    # data-loading processes (decode + encode ahead of the device); 0: in the training loop.
+    # The batches and their order are the same whatever the number.
+    workers: int = 0
     # start from this checkpoint's weights (fine-tuning; fresh optimiser and schedule)
     init: str | None = None
 
@@ -229,7 +232,9 @@ class Trainer:
             # own generator: creating the loader must not consume the global RNG (dropout
             # masks after a resume must match those of an uninterrupted run)
             loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=order,
-                                collate_fn=collate, num_workers=0,
+                                collate_fn=collate, num_workers=cfg.workers,
+                                prefetch_factor=4 if cfg.workers else None,
+                                pin_memory=self.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(cfg.seed))
             self.model.train()
             bar = None
