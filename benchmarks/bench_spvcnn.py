@@ -11,9 +11,10 @@ overlaid, so the voxel occupancy is that of real events). For each size and devi
   t_d, no cut and no attachment ("plain"),
 
 with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) at 5k and
-20k hits. Baselines measured in the same run: dense float32 matmul throughput (GFLOP/s),
-against which the network's arithmetic (counted per layer from the kernel maps) gives the
-distance to the arithmetic floor, and one 3x3x3 submanifold layer, ours (gather-scatter
+20k hits, beside the same step with plain autograd gathers (contended ``index_add``
+backwards, :mod:`caloreco.sparse.gather_grad`). Baselines measured in the same run: dense
+float32 matmul throughput (GFLOP/s), against which the network's arithmetic (counted per
+layer from the kernel maps) gives the distance to the arithmetic floor, and one 3x3x3 submanifold layer, ours (gather-scatter
 and gather-GEMM) against spconv on one CPU thread (where it is correct) when installed.
 
 With ``--batch-sizes 1,4,16,64`` it also measures batched inference of distinct
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 import caloreco.sparse.functional as sfn
+import caloreco.sparse.gather_grad as gather_grad
 from caloreco.clustering.condensation import condensation_clustering
 from caloreco.clustering.model_clustering import condense_outputs, hit_xyz
 from caloreco.data.event import Event
@@ -341,10 +343,18 @@ def main() -> None:
             loss.backward()
             opt.step()
 
-        step()
-        dt, _ = timed(step, device, args.repeat)
-        results["training"].append({"hits": n, "step_s": dt, "steps_per_s": 1 / dt})
-        print(f"training step at {n} hits: {dt:.3f} s ({1 / dt:.2f} steps/s)")
+        timing = {}
+        for name, enabled in (("plain_backward", False), ("step", True)):
+            gather_grad.ENABLED = enabled  # baseline: plain autograd gathers (index_add)
+            step()
+            timing[name], _ = timed(step, device, args.repeat)
+        gather_grad.ENABLED = True
+        dt = timing["step"]
+        results["training"].append({"hits": n, "step_s": dt, "steps_per_s": 1 / dt,
+                                    "plain_backward_step_s": timing["plain_backward"]})
+        print(f"training step at {n} hits: {dt:.3f} s ({1 / dt:.2f} steps/s); with plain "
+              f"autograd gathers {timing['plain_backward']:.3f} s "
+              f"({dt / timing['plain_backward']:.2f}x)")
     if device.type == "cpu":
         layer = bench_layer(make_event(base, 20000, 7), enc, 32, args.repeat)
         results["layer"] = layer

@@ -25,9 +25,15 @@ import torch
 from torch import Tensor
 
 
+#: Use the contention-free backwards (False: plain autograd, the same-run baseline of
+#: ``benchmarks/bench_spvcnn.py``'s training steps).
+ENABLED = True
+
+
 def _plain(x: Tensor) -> bool:
     """Take the plain operation: no gradient wanted, or inside ``torch.export`` (ONNX)."""
-    return not (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_exporting()
+    return (not ENABLED or not (torch.is_grad_enabled() and x.requires_grad)
+            or torch.compiler.is_exporting())
 
 
 class _GatherPadded(torch.autograd.Function):
