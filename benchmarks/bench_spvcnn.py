@@ -14,8 +14,9 @@ with events/s and hits/s; training steps/s (forward + loss + backward + AdamW) a
 20k hits, beside the same step with plain autograd gathers (contended ``index_add``
 backwards, :mod:`caloreco.sparse.gather_grad`). Baselines measured in the same run: dense
 float32 matmul throughput (GFLOP/s), against which the network's arithmetic (counted per
-layer from the kernel maps) gives the distance to the arithmetic floor, and one 3x3x3 submanifold layer, ours (gather-scatter
-and gather-GEMM) against spconv on one CPU thread (where it is correct) when installed.
+layer from the kernel maps) gives the distance to the arithmetic floor, and one 3x3x3
+submanifold layer, ours (gather-scatter and gather-GEMM) against spconv on one CPU thread
+(where it is correct) when installed.
 
 With ``--batch-sizes 1,4,16,64`` it also measures batched inference of distinct
 ``--batch-hits``-hit events (B events per network call, as a server's dynamic batcher or
