@@ -42,7 +42,7 @@ import torch
 import caloreco.sparse.functional as sfn
 import caloreco.sparse.gather_grad as gather_grad
 from caloreco.clustering.condensation import condensation_clustering
-from caloreco.clustering.model_clustering import condense_outputs, hit_xyz
+from caloreco.clustering.model_clustering import condense_outputs, hit_xyz, stage_arrays
 from caloreco.data.event import Event
 from caloreco.models.encoding import HitEncoding
 from caloreco.models.registry import build_model
@@ -186,21 +186,22 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
     events = [make_event(base, n_hits, 1000 + i) for i in range(max(batch_sizes))]
     for bs in batch_sizes:
         chunk = events[:bs]
+        # host side as ModelClusterer.cluster_events does it: encode, concatenate into
+        # page-locked memory for CUDA (stage_arrays)
         t0 = time.perf_counter()
-        feats = np.concatenate([enc.features(h) for h in chunk])
-        pts = np.concatenate([enc.points(h) for h in chunk])
-        pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in chunk]))
+        feats = stage_arrays([enc.features(h) for h in chunk], device)
+        pts = stage_arrays([enc.points(h) for h in chunk], device)
+        pos = (stage_arrays([enc.projected_positions(h) for h in chunk], device)
                if THRESHOLDS["r_max"] is not None else None)
-        xyz = torch.from_numpy(np.concatenate([hit_xyz(h) for h in chunk]))
+        xyz = stage_arrays([hit_xyz(h) for h in chunk], device)
         t_enc = time.perf_counter() - t0
-        batch_h = torch.repeat_interleave(torch.arange(bs), n_hits)
         for use_amp in ([False, True] if amp and device.type == "cuda" else [False]):
             def run() -> tuple[float, float, float]:
                 sync(device)
                 t0 = time.perf_counter()
-                f = torch.from_numpy(feats).to(device, non_blocking=True)
-                b = batch_h.to(device, non_blocking=True)
-                mgr = model.prepare(torch.from_numpy(pts).to(device, non_blocking=True), b)
+                f = feats.to(device, non_blocking=True)
+                b = torch.arange(bs, device=device).repeat_interleave(n_hits)
+                mgr = model.prepare(pts.to(device, non_blocking=True), b)
                 model.build_maps(mgr)
                 sync(device)
                 t1 = time.perf_counter()

@@ -100,6 +100,16 @@ def test_spvcnn_gradients_cuda_match_cpu(dtau_dataset) -> None:  # type: ignore[
         assert float((b - a).norm()) <= 2e-3 * float(a.norm()) + 1e-6
 
 
+def test_stage_arrays_pins_for_cuda() -> None:
+    from caloreco.clustering.model_clustering import stage_arrays
+
+    parts = [np.arange(12, dtype=np.float32).reshape(4, 3), np.ones((2, 3), np.float32)]
+    got = stage_arrays(parts, torch.device("cuda"))
+    assert got.is_pinned() and not got.is_cuda
+    np.testing.assert_array_equal(got.numpy(), np.concatenate(parts))
+    torch.testing.assert_close(got.to("cuda", non_blocking=True).cpu(), got)
+
+
 def test_gravnet_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyped-def]
     """kNN on CUDA (chunked cdist + topk) vs cKDTree give the same network output.
 

@@ -125,3 +125,16 @@ def test_attachment_equals_condensation_then_attach(untrained, events) -> None:
     with pytest.raises(ConfigError, match="x, y, z"):
         c.condense(torch.from_numpy(preds[0].beta), torch.from_numpy(preds[0].coords), None,
                    torch.from_numpy(HitEncoding().projected_positions(events[0].hits)))
+
+
+def test_stage_arrays_concatenates_for_the_device():
+    import numpy as np
+    import torch
+
+    from caloreco.clustering.model_clustering import stage_arrays
+
+    parts = [np.arange(6, dtype=np.float32).reshape(3, 2), np.ones((0, 2), np.float32),
+             np.full((2, 2), 7, np.float32)]
+    got = stage_arrays(parts, torch.device("cpu"))
+    assert got.dtype == torch.float32 and got.shape == (5, 2)
+    np.testing.assert_array_equal(got.numpy(), np.concatenate(parts))

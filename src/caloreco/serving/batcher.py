@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from caloreco.clustering.model_clustering import ModelClusterer
+from caloreco.clustering.model_clustering import ModelClusterer, stage_arrays
 from caloreco.errors import ConfigError
 from caloreco.serving.protocol import ServerUnavailableError
 
@@ -202,13 +202,14 @@ class DynamicBatcher:
         counts = np.concatenate([i.counts for i in batch])
         n = int(counts.sum())
         if n:
-            nonempty = torch.from_numpy(counts[counts > 0])  # consecutive event ids, no gaps
-            event = torch.repeat_interleave(torch.arange(len(nonempty)), nonempty)
-            det = {k: torch.from_numpy(np.concatenate([i.detector[k] for i in batch]))
-                   for k in batch[0].detector}
+            dev = self.clusterer.device
+            nonempty = torch.from_numpy(counts[counts > 0]).to(dev)  # consecutive event ids
+            event = torch.repeat_interleave(torch.arange(len(nonempty), device=dev), nonempty,
+                                            output_size=n)
+            det = {k: stage_arrays([i.detector[k] for i in batch], dev) for k in batch[0].detector}
             cid_t, beta_t, coords_t = self.clusterer.predict_tensors(
-                torch.from_numpy(np.concatenate([i.features for i in batch])),
-                torch.from_numpy(np.concatenate([i.points for i in batch])), event,
+                stage_arrays([i.features for i in batch], dev),
+                stage_arrays([i.points for i in batch], dev), event,
                 det.get("positions"), det.get("xyz"))
             cid, beta, coords = cid_t.cpu().numpy(), beta_t.cpu().numpy(), coords_t.cpu().numpy()
         else:
