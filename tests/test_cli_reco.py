@@ -63,3 +63,27 @@ def test_reco_user_errors(tmp_path, capsys):
     assert "Traceback" not in err
     assert entry(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_energy_head_from_train_to_cluster_output(dtau_dataset, tmp_path):
+    """caloreco train --energy-head, then caloreco cluster: per-hit factors and per-cluster
+    corrected energies (the factor at the cluster's highest-beta hit times its sum)."""
+    run = tmp_path / "run"
+    assert entry(["train", "--data", str(dtau_dataset), "--out", str(run), "--epochs", "1",
+                  "--cr", "0.125", "--val-events", "1", "--no-progress", "--energy-head",
+                  "--loss-weight", "energy=2"]) == 0
+    out = tmp_path / "clusters"
+    assert entry(["cluster", "--data", str(dtau_dataset), "--model", str(run / "last.pt"),
+                  "--out", str(out), "--t-beta", "0.1", "--t-d", "0.7"]) == 0
+    shard = sorted(dtau_dataset.glob("*.parquet"))[0]
+    events, rows = read_events(shard), read_predictions(out / shard.name)
+    seen = 0
+    for e, r in zip(events, rows):
+        f, cid, beta = r["energy_factor"], r["cluster_id"], r["beta"]
+        assert len(f) == e.n_hits and (f > 0).all()
+        for k, corr in zip(r["clusters"]["cluster_id"], r["clusters"]["energy_corrected"]):
+            m = np.flatnonzero(cid == k)
+            cp = m[np.argmax(beta[m])]
+            np.testing.assert_allclose(corr, f[cp] * e.hits["energy"][m].sum(), rtol=1e-4)
+            seen += 1
+    assert seen > 0

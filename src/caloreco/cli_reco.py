@@ -42,6 +42,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         opts["cr"] = args.cr
     if args.coord_dim is not None:
         opts["coord_dim"] = args.coord_dim
+    if args.energy_head:
+        opts["energy_head"] = True
     weights: dict[str, float] = {}
     for item in args.loss_weight or []:
         name, _, value = item.partition("=")
@@ -50,10 +52,10 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         except ValueError:
             raise ConfigError(f"--loss-weight expects NAME=VALUE (e.g. repulsive=10), got "
                               f"'{item}'") from None
-    unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise"})
+    unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise", "energy"})
     if unknown:
         raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
-                          f"repulsive, beta or noise")
+                          f"repulsive, beta, noise or energy")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
                       loss_weights=weights, encoding={"kind": args.encoding},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -61,7 +63,7 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
-                      init=args.init, workers=args.workers,
+                      init=args.init, workers=args.workers, trainable=args.trainable or [],
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max)
     if args.resume:
         stored = Path(args.out) / "config.json"
@@ -260,13 +262,20 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--cr", type=float, default=None, help="SPVCNN channel ratio (default 0.5)")
     t.add_argument("--coord-dim", type=int, default=None, help="clustering-space dimension")
+    t.add_argument("--energy-head", action="store_true",
+                   help="also predict a per-hit energy-correction factor, trained with the "
+                        "energy regression loss (loss weight 'energy'); with --init from a "
+                        "model without one, the head starts fresh")
+    t.add_argument("--trainable", action="append", metavar="PREFIX",
+                   help="train only parameters whose names start with PREFIX (repeatable), "
+                        "e.g. energy_mlp: the energy head alone; default: all")
     t.add_argument("--encoding", choices=["hgcal", "hcal"], default="hgcal",
                    help="hit encoding: hgcal (x, y, layer voxels; default) or hcal (barrel "
                         "eta, phi, depth voxels); stored in the checkpoints")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
-                   help="coefficient of a loss term: attractive, repulsive, beta, noise "
-                        "(repeatable; default 1 each)")
+                   help="coefficient of a loss term: attractive, repulsive, beta, noise, "
+                        "energy (the energy head's regression; repeatable; default 1 each)")
     t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
                    "q_min (default 0.1)")
     t.add_argument("--repulsion", choices=["hits", "groups"], default="hits",

@@ -251,6 +251,14 @@ def test_cluster_summary() -> None:
     assert all(len(v) == 0 for v in empty.values())
     with pytest.raises(InvalidDataError, match="energy has 2 entries"):
         cluster_summary(cid, energy[:2], x, y, z)
+    # energy head: the factor of each cluster's highest-beta hit (first on ties) times its sum
+    beta = np.array([0.2, 0.9, 0.99, 0.5, 0.7, 0.7])
+    factor = np.array([5.0, 1.5, 9.0, 2.0, 3.0, 4.0])
+    corr = cluster_summary(cid, energy, x, y, z, batch, beta=beta, energy_factor=factor)
+    np.testing.assert_allclose(corr["energy_corrected"], [6.0, 4.0, 0.0])
+    assert "energy_corrected" not in s
+    with pytest.raises(InvalidDataError, match="go together"):
+        cluster_summary(cid, energy, x, y, z, beta=beta)
 
 
 @pytest.mark.parametrize("block", [1 << 22, 64])

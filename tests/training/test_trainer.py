@@ -145,3 +145,31 @@ def test_data_loading_workers_give_the_same_training(dtau_dataset, tmp_path):
     for (name, a), b in zip(weights[0].items(), weights[1].values()):
         if a.is_floating_point():
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_energy_head_trains_alone_on_a_trained_network(dtau_dataset, tmp_path):
+    """--init from a model without an energy head, --energy-head, --trainable energy_mlp:
+    every other weight stays as loaded, the energy loss goes down, and the checkpoint holds
+    the head."""
+    base = Trainer(_cfg(dtau_dataset, tmp_path / "base", epochs=1))
+    base.fit()
+    cfg = _cfg(dtau_dataset, tmp_path / "head", epochs=3, init=str(tmp_path / "base" / "last.pt"),
+               model_options={"cr": 0.125, "energy_head": True}, trainable=["energy_mlp"],
+               lr=5e-3)
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    energy = []
+    trainer.fit(on_log=lambda r: energy.append(r["energy"]) if r["kind"] == "train" else None)
+    after = trainer.model.state_dict()
+    for k, v in before.items():
+        if k.startswith("energy_mlp."):
+            assert not torch.equal(v, after[k]), k
+        else:
+            torch.testing.assert_close(after[k], v, rtol=0, atol=0, msg=k)
+    assert min(energy[-4:]) < energy[0]
+    rows = list(csv.DictReader((tmp_path / "head" / "metrics.csv").open()))
+    assert all(r["val_energy"] for r in rows if r["kind"] == "val")
+    ckpt = load_checkpoint(tmp_path / "head" / "last.pt")
+    assert ckpt.model_config["energy_head"] and any(k.startswith("energy_mlp.") for k in ckpt.state_dict)
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", trainable=["nothing_"]))

@@ -135,8 +135,10 @@ class ClusterJob:
             clusterer.timings = Timings()  # this shard's stages only
             preds = clusterer.cluster_events(events, batch_size=self.batch_size)
             timings = clusterer.timings.as_dict()
+        factors = [p.energy_factor for p in preds]
         write_predictions(self.out / shard.name, events, [p.cluster_id for p in preds],
-                          [p.beta for p in preds])
+                          [p.beta for p in preds],
+                          factors if preds and all(f is not None for f in factors) else None)
         return {"input": str(shard), "file": shard.name, "n_events": len(events),
                 "n_hits": int(sum(e.n_hits for e in events)), "timings": timings}
 

@@ -404,8 +404,10 @@ def condensation_clustering(beta: Tensor, x: Tensor, batch: Tensor | None = None
 
 
 def cluster_summary(cluster_id: Any, energy: Any, x: Any, y: Any, z: Any,
-                    batch: Any = None) -> dict[str, np.ndarray]:
-    """Per-cluster table of predicted clusters: energy sum, energy-weighted centre, size.
+                    batch: Any = None, *, beta: Any = None,
+                    energy_factor: Any = None) -> dict[str, np.ndarray]:
+    """Per-cluster table of predicted clusters: energy sum, energy-weighted centre, size,
+    and with ``energy_factor`` (a network's energy head) the corrected energy.
 
     Noise hits (``cluster_id < 0``) are left out. The centre is
     ``sum_i E_i r_i / sum_i E_i``; a cluster whose energy sum is not positive gets the plain
@@ -416,10 +418,14 @@ def cluster_summary(cluster_id: Any, energy: Any, x: Any, y: Any, z: Any,
         energy: hit energy (GeV).
         x, y, z: hit position (cm).
         batch: event index per hit; None = one event (index 0).
+        beta, energy_factor: per hit, given together: ``energy_corrected`` = the factor of
+            the cluster's highest-beta hit (its condensation point, first on ties) times the
+            energy sum (:mod:`caloreco.losses.energy`).
 
     Returns:
         Arrays of K rows sorted by (event, cluster): ``event`` int64, ``cluster`` int64,
-        ``energy`` float64, ``x``, ``y``, ``z`` float64, ``n_hits`` int64.
+        ``energy`` float64, ``x``, ``y``, ``z`` float64, ``n_hits`` int64, and
+        ``energy_corrected`` float64 with ``energy_factor``.
 
     Shapes:
         all inputs ``[N]`` (tensors or arrays) -> arrays ``[K]``.
@@ -467,4 +473,18 @@ def cluster_summary(cluster_id: Any, energy: Any, x: Any, y: Any, z: Any,
         mean = np.bincount(inv, weights=r, minlength=k) / np.maximum(n_hits, 1)
         result[name] = np.where(weighted, mean_w, mean)
     result["n_hits"] = n_hits
+    if (beta is None) != (energy_factor is None):
+        raise InvalidDataError("beta and energy_factor go together (the factor is read at "
+                               "each cluster's highest-beta hit)")
+    if energy_factor is not None:
+        b, f = as_np("beta", beta).astype(np.float64), as_np("energy_factor", energy_factor)
+        if b.shape[0] != n or f.shape[0] != n:
+            raise InvalidDataError(f"beta and energy_factor need {n} entries like cluster_id, "
+                                   f"got {b.shape[0]} and {f.shape[0]}")
+        rows = np.flatnonzero(keep)
+        order = np.lexsort((rows, -b[keep], inv))  # by cluster, beta descending, index
+        first = order[np.r_[True, inv[order][1:] != inv[order][:-1]]]
+        cp = np.empty(k, np.int64)
+        cp[inv[first]] = rows[first]
+        result["energy_corrected"] = f.astype(np.float64)[cp] * e_sum
     return result

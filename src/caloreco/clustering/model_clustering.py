@@ -120,6 +120,8 @@ class Prediction:
     coords: np.ndarray  # float32 [N, D]
     # "positions" [N, 3] with a locality cut, "xyz" [N, 3] with the left-over attachment
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    # float32 [N] energy-correction factor per hit (models with an energy head), else None
+    energy_factor: np.ndarray | None = None
 
 
 class ModelClusterer:
@@ -188,11 +190,13 @@ class ModelClusterer:
     @torch.no_grad()
     def predict_tensors(self, features: torch.Tensor, points: torch.Tensor,
                         batch: torch.Tensor, positions: torch.Tensor | None = None,
-                        xyz: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        xyz: torch.Tensor | None = None, *, return_energy: bool = False
+                        ) -> tuple[torch.Tensor, ...]:
         """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events;
         ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` is set,
-        ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is."""
+        ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is. With ``return_energy`` a fourth
+        entry: the energy-correction factor ``[N]`` of a model with an energy head, or
+        None."""
         self._check_inputs(positions, xyz)
         t0 = time.perf_counter()
         # non_blocking: copies from page-locked inputs (stage_arrays) run asynchronously
@@ -213,6 +217,8 @@ class ModelClusterer:
         self.timings.prepare += t1 - t0
         self.timings.network += t2 - t1
         self.timings.clustering += t3 - t2
+        if return_energy:
+            return cid, beta, coords, (out[2].float() if len(out) > 2 else None)
         return cid, beta, coords
 
     def _check_inputs(self, positions: torch.Tensor | None, xyz: torch.Tensor | None) -> None:
@@ -269,22 +275,26 @@ class ModelClusterer:
             counts = [len(f) for f in feats]
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
+                head = bool(getattr(getattr(self.model, "config", None), "energy_head", False))
                 out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                      np.zeros((0, 0), np.float32), d) for d in det)
+                                      np.zeros((0, 0), np.float32), d,
+                                      np.zeros(0, np.float32) if head else None) for d in det)
                 continue
             # the event index is made on the device (no N-long transfer)
             batch = torch.repeat_interleave(torch.arange(len(chunk), device=self.device),
                                             torch.tensor(counts, device=self.device),
                                             output_size=sum(counts))
             joined = {k: stage_arrays([d[k] for d in det], self.device) for k in det[0]}
-            cid, beta, coords = self.predict_tensors(
+            cid, beta, coords, factor = self.predict_tensors(
                 stage_arrays(feats, self.device), stage_arrays(pts, self.device),
-                batch, joined.get("positions"), joined.get("xyz"))
+                batch, joined.get("positions"), joined.get("xyz"), return_energy=True)
             cid, beta, coords = cid.cpu().numpy(), beta.cpu().numpy(), coords.cpu().numpy()
+            factor = None if factor is None else factor.cpu().numpy()
             ends = np.cumsum(counts)
             for b, end in enumerate(ends):
                 sl = slice(end - counts[b], end)
-                out.append(Prediction(cid[sl], beta[sl], coords[sl], det[b]))
+                out.append(Prediction(cid[sl], beta[sl], coords[sl], det[b],
+                                      None if factor is None else factor[sl]))
             self.timings.events += len(chunk)
             self.timings.hits += int(sum(counts))
         return out

@@ -45,7 +45,9 @@ class SPVCNNConfig:
         in_features: per-hit input features ``F``.
         cr: channel ratio scaling :data:`BASE_WIDTHS` (default 0.5).
         coord_dim: clustering-space dimension ``D`` (default 5).
-        energy_head: also predict a per-hit energy-correction factor.
+        energy_head: also predict a per-hit energy-correction factor ``softplus(.)`` from
+            a separate MLP on the output point features (trained by
+            :func:`caloreco.losses.energy.energy_loss`).
         dropout: dropout on the voxelised features entering the decoder (SPVNAS: 0.3).
         algorithm: sparse convolution algorithm in eager mode, ``"auto"`` (``"gemm"`` on
             CUDA, ``"scatter"`` elsewhere), ``"scatter"`` or ``"gemm"`` (export always uses
@@ -162,8 +164,12 @@ class SPVCNN(nn.Module):
         self.point_mlps = nn.ModuleList([_mlp(cs[0], cs[4]), _mlp(cs[4], cs[6]),
                                          _mlp(cs[6], cs[8])])
         self.dropout = nn.Dropout(config.dropout)
-        n_out = config.coord_dim + 1 + int(config.energy_head)
+        n_out = config.coord_dim + 1
         self.head = nn.Sequential(nn.Linear(cs[8], cs[8]), nn.ReLU(True), nn.Linear(cs[8], n_out))
+        # its own branch on the same point features: it can be trained alone on a trained
+        # network (caloreco train --init ... --trainable energy_mlp) without moving coords/beta
+        self.energy_mlp = (nn.Sequential(nn.Linear(cs[8], cs[8]), nn.ReLU(True),
+                                         nn.Linear(cs[8], 1)) if config.energy_head else None)
 
     def prepare(self, points: Tensor, batch: Tensor) -> CoordinateManager:
         """Voxelise the hits: the coordinate manager the network runs on (builds maps lazily)."""
@@ -222,6 +228,6 @@ class SPVCNN(nn.Module):
         out = self.head(z3)
         d = self.config.coord_dim
         coords, beta = out[:, :d], torch.sigmoid(out[:, d])
-        if self.config.energy_head:
-            return coords, beta, torch.nn.functional.softplus(out[:, d + 1])
+        if self.energy_mlp is not None:
+            return coords, beta, torch.nn.functional.softplus(self.energy_mlp(z3).squeeze(1))
         return coords, beta

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Sampler
 
 from caloreco.data.dataset import EventDataset
 from caloreco.data.event import Event
+from caloreco.losses.energy import energy_targets
 from caloreco.models.encoding import HitEncoding
 
 #: Raw hit columns read for training (the encoding needs the first six).
@@ -40,9 +41,16 @@ def cluster_weights(target: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
     """Tensors of one event: ``features``, ``points``, ``target``, ``weight``, ``energy``,
-    ``positions`` (the projected positions of the local repulsion)."""
+    ``positions`` (the projected positions of the local repulsion) and ``energy_target``
+    (the energy-correction target per hit, :func:`caloreco.losses.energy.energy_targets`;
+    NaN where the event has no generated cluster energies)."""
     hits = event.hits
     target = hits["truth_cluster"].astype(np.int64)
+    generated = event.clusters.get("energy") if event.clusters else None
+    if generated is not None and (len(target) == 0 or target.max() < len(generated)):
+        e_target = energy_targets(target, hits["energy"], np.asarray(generated, np.float64))
+    else:
+        e_target = np.full(len(target), np.nan, np.float32)
     return {
         "features": torch.from_numpy(encoding.features(hits)),
         "points": torch.from_numpy(encoding.points(hits)),
@@ -50,6 +58,7 @@ def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
         "weight": torch.from_numpy(cluster_weights(target, hits["energy"].astype(np.float64))),
         "energy": torch.from_numpy(hits["energy"].astype(np.float32)),
         "positions": torch.from_numpy(encoding.projected_positions(hits)),
+        "energy_target": torch.from_numpy(e_target),
         "event_id": event.event_id,
     }
 
@@ -124,7 +133,8 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate encoded events; ``batch`` gives each hit's event, targets stay per event."""
     counts = [len(it["target"]) for it in items]
     out = {k: torch.cat([it[k] for it in items]) for k in ("features", "points", "target",
-                                                           "weight", "energy", "positions")}
+                                                           "weight", "energy", "positions",
+                                                           "energy_target")}
     out["batch"] = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
     out["offsets"] = torch.tensor([0, *np.cumsum(counts).tolist()])
     out["event_id"] = [it["event_id"] for it in items]

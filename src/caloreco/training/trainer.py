@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from caloreco.errors import ConfigError
+from caloreco.losses.energy import energy_loss
 from caloreco.models.encoding import encoding_from_dict
 from caloreco.models.registry import build_model
 from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -65,8 +66,13 @@ class TrainConfig:
     # local repulsion: only hits within this radius [cm] of a condensation point repel it
     # (projected positions, as the inference's locality cut); None: the whole event
     r_local: float | None = None
-    # coefficients of the loss terms (attractive, repulsive, beta, noise); see CondensationLoss
+    # coefficients of the loss terms (attractive, repulsive, beta, noise; see
+    # CondensationLoss) and "energy" (the energy regression of a model with an energy head,
+    # caloreco.losses.energy; default 1)
     loss_weights: dict[str, float] = field(default_factory=dict)
+    # train only the parameters whose names start with one of these prefixes (e.g.
+    # ["energy_mlp"]: the energy head alone on a trained network); empty: all
+    trainable: list[str] = field(default_factory=list)
     t_beta: float = 0.1
     t_d: float = 0.7
     assign: str = "first"  # hit-to-point rule of the validation clustering
@@ -132,9 +138,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, opts).to(self.device)
         self.model_config = self.model.config.to_dict()
+        weights = dict(cfg.loss_weights)
+        self.energy_weight = float(weights.pop("energy", 1.0))
         self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True,
                                         repulsion=cfg.repulsion, r_local=cfg.r_local,
-                                        **cfg.loss_weights)
+                                        **weights)
+        params = self._trainable(cfg.trainable)
 
         full = EncodedEvents(cfg.data, self.encoding)
         train_idx, val_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
@@ -151,16 +160,31 @@ class Trainer:
         if world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                     weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, warmup_cosine(self.total_steps, warmup=max(1, self.total_steps // 20)))
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.best_pq = -math.inf
+        self.best_pq, self.best_energy = -math.inf, math.inf
         if resume:
             self._resume()
         elif cfg.init:
             self._init_weights(cfg.init)
+
+    def _trainable(self, prefixes: list[str]) -> list[torch.nn.Parameter]:
+        """The parameters to train (names starting with a prefix; all without prefixes);
+        the others are frozen."""
+        if not prefixes:
+            return list(self.model.parameters())
+        chosen = []
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
+            if p.requires_grad:
+                chosen.append(p)
+        if not chosen:
+            names = sorted({n.split(".")[0] for n, _ in self.model.named_parameters()})
+            raise ConfigError(f"--trainable {prefixes} matches no parameter of {self.cfg.model}; "
+                              f"its modules are {names}")
+        return chosen
 
     # ------------------------------------------------------------------ state
     def _checkpoint(self, metrics: dict[str, Any] | None = None) -> Checkpoint:
@@ -171,6 +195,7 @@ class Trainer:
                                       "assign": cfg.assign, "r_max": cfg.r_max},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
+                                    "best_energy": self.best_energy,
                                     "optimizer": self.opt.state_dict(),
                                     "scheduler": self.sched.state_dict(),
                                     "rng_cpu": torch.get_rng_state(),
@@ -190,17 +215,33 @@ class Trainer:
         self.sched.load_state_dict(t["scheduler"])
         self.epoch, self.step_in_epoch = int(t["epoch"]), int(t["step_in_epoch"])
         self.global_step, self.best_pq = int(t["global_step"]), float(t["best_pq"])
+        self.best_energy = float(t.get("best_energy", math.inf))
         torch.set_rng_state(t["rng_cpu"])  # dropout masks continue as without interruption
         if t.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(t["rng_cuda"], self.device)
 
     def _init_weights(self, path: str) -> None:
-        """Load the weights of checkpoint ``path``: same network, configuration and encoding."""
-        ckpt = load_checkpoint(path, expect_model=self.cfg.model, expect_config=self.model_config)
+        """Load the weights of checkpoint ``path``: same network, configuration and encoding;
+        a checkpoint without the energy head may start a run with one (the head starts
+        fresh, every other weight is loaded)."""
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model)
+        adds_head = (self.model_config.get("energy_head") is True
+                     and not ckpt.model_config.get("energy_head"))
+        expect = {k: v for k, v in self.model_config.items() if not (adds_head and k == "energy_head")}
+        diff = {k: (ckpt.model_config.get(k), v) for k, v in expect.items()
+                if ckpt.model_config.get(k) != v}
+        if diff:
+            raise ConfigError(f"--init {path}: the checkpoint was made with another model "
+                              f"configuration than this run's (checkpoint, run): {diff}")
         if encoding_from_dict(ckpt.encoding).to_dict() != self.encoding.to_dict():
             raise ConfigError(f"--init {path}: the checkpoint's hit encoding {ckpt.encoding} "
                               f"differs from this run's {self.encoding.to_dict()}")
-        self.model.load_state_dict(ckpt.state_dict)  # float16 shipped weights become float32
+        # float16 shipped weights become float32
+        result = self.model.load_state_dict(ckpt.state_dict, strict=not adds_head)
+        if adds_head and (result.unexpected_keys or any(
+                not k.startswith("energy_mlp.") for k in result.missing_keys)):
+            raise ConfigError(f"--init {path}: weights do not fit this network "
+                              f"(missing {result.missing_keys}, unexpected {result.unexpected_keys})")
 
     def _save_last(self) -> None:
         if self.rank == 0:
@@ -210,9 +251,19 @@ class Trainer:
     def _forward_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            coords, beta = self.net(batch["features"], batch["points"], batch["batch"])[:2]
-        return self.loss_fn(beta.float(), coords.float(), batch["target"], batch["batch"],
-                            weights=batch["weight"], positions=batch["positions"])
+            outs = self.net(batch["features"], batch["points"], batch["batch"])
+        coords, beta = outs[0].float(), outs[1].float()
+        terms = self.loss_fn(beta, coords, batch["target"], batch["batch"],
+                             weights=batch["weight"], positions=batch["positions"])
+        if len(outs) > 2:  # the energy head
+            if bool(torch.isnan(batch["energy_target"]).any()):
+                raise ConfigError("the model has an energy head, but the training events have "
+                                  "no generated cluster energies (clusters['energy'])")
+            terms["energy"] = energy_loss(outs[2].float(), beta, batch["target"],
+                                          batch["energy_target"], batch["batch"],
+                                          q_min=self.cfg.q_min)
+            terms["loss"] = terms["loss"] + self.energy_weight * terms["energy"]
+        return terms
 
     def fit(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> Path:
         cfg = self.cfg
@@ -295,8 +346,11 @@ class Trainer:
                 self._log(row, writer)
                 if on_log:
                     on_log(row)
-                if metrics.get("pq", -1) > self.best_pq:
-                    self.best_pq = metrics["pq"]
+                # best: highest PQ; at equal PQ (e.g. only the energy head trains) the
+                # lower validation energy loss
+                key = (metrics.get("pq", -1), -metrics.get("val_energy", math.inf))
+                if key > (self.best_pq, -self.best_energy):
+                    self.best_pq, self.best_energy = metrics["pq"], metrics.get("val_energy", math.inf)
                     save_checkpoint(self._checkpoint(metrics), self.out / "best.pt")
             self._save_last()
             barrier(self.world_size)  # the other ranks wait for rank 0's validation
@@ -313,13 +367,18 @@ class Trainer:
 
         self.model.eval()
         ev = ClusteringEvaluator()
-        losses = []
+        losses, e_losses = [], []
         for i in range(len(self.val_set)):
             b = _to(collate([self.val_set[i]]), self.device)
-            coords, beta = self.model(b["features"], b["points"], b["batch"])[:2]
+            outs = self.model(b["features"], b["points"], b["batch"])
+            coords, beta = outs[0], outs[1]
             terms = self.loss_fn(beta.float(), coords.float(), b["target"], b["batch"],
                                  weights=b["weight"], positions=b["positions"])
             losses.append(float(terms["loss"]))
+            if len(outs) > 2 and not bool(torch.isnan(b["energy_target"]).any()):
+                e_losses.append(float(energy_loss(outs[2].float(), beta.float(), b["target"],
+                                                  b["energy_target"], b["batch"],
+                                                  q_min=self.cfg.q_min)))
             cut = self.cfg.r_max is not None
             pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
                                            t_d=self.cfg.t_d, assign=self.cfg.assign,
@@ -328,15 +387,18 @@ class Trainer:
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
         self.model.train()
-        return {"val_loss": float(np.mean(losses)) if losses else float("nan"),
-                "pq": float(r["pq"]), "sq": float(r["sq"]), "rq": float(r["rq"]),
-                "miou": float(r["miou"]), "miou_weighted": float(r["miou_weighted"])}
+        out = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+               "pq": float(r["pq"]), "sq": float(r["sq"]), "rq": float(r["rq"]),
+               "miou": float(r["miou"]), "miou_weighted": float(r["miou_weighted"])}
+        if e_losses:
+            out["val_energy"] = float(np.mean(e_losses))
+        return out
 
     def _log(self, row: dict[str, Any], writer: Any) -> None:
         path = self.out / "metrics.csv"
         fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
-                  "attractive", "repulsive", "coward", "noise", "val_loss", "pq", "sq", "rq",
-                  "miou", "miou_weighted"]
+                  "attractive", "repulsive", "coward", "noise", "energy", "val_loss", "pq", "sq",
+                  "rq", "miou", "miou_weighted", "val_energy"]
         new = not path.exists()
         with path.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
