@@ -57,7 +57,8 @@ def _dtau_event(dtau_dataset):  # type: ignore[no-untyped-def]
     return read_events(sorted(dtau_dataset.glob("*.parquet"))[0])[0]
 
 
-def test_spvcnn_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyped-def]
+def _spvcnn_and_event(dtau_dataset):  # type: ignore[no-untyped-def]
+    """An untrained cr 0.25 SPVCNN (eval mode, seed 0) and one encoded dtau event."""
     from caloreco.models.encoding import HitEncoding
     from caloreco.models.registry import build_model
 
@@ -68,6 +69,11 @@ def test_spvcnn_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyp
     batch = torch.zeros(len(feats), dtype=torch.long)
     torch.manual_seed(0)
     model = build_model("spvcnn", {"in_features": enc.n_features, "cr": 0.25}).eval()
+    return model, feats, pts, batch
+
+
+def test_spvcnn_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyped-def]
+    model, feats, pts, batch = _spvcnn_and_event(dtau_dataset)
     with torch.no_grad():
         ref = model(feats, pts, batch)
         model = model.cuda()
@@ -79,16 +85,7 @@ def test_spvcnn_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyp
 def test_spvcnn_gradients_cuda_match_cpu(dtau_dataset) -> None:  # type: ignore[no-untyped-def]
     """The training graph on CUDA (gather-GEMM convolution, per-event norm, embedding_bag
     devoxelisation, with their contention-free backwards) gives the CPU gradients."""
-    from caloreco.models.encoding import HitEncoding
-    from caloreco.models.registry import build_model
-
-    enc = HitEncoding()
-    ev = _dtau_event(dtau_dataset)
-    feats = torch.from_numpy(enc.features(ev.hits))
-    pts = torch.from_numpy(enc.points(ev.hits))
-    batch = torch.zeros(len(feats), dtype=torch.long)
-    torch.manual_seed(0)
-    model = build_model("spvcnn", {"in_features": enc.n_features, "cr": 0.25}).eval()
+    model, feats, pts, batch = _spvcnn_and_event(dtau_dataset)
     grads = {}
     for dev in ("cpu", "cuda"):
         model = model.to(dev)
