@@ -17,8 +17,8 @@ from caloreco.sparse.manager import CoordinateManager
 
 #: Convolution algorithms: "scatter" loops over the offsets, ``out.index_add_(0, o,
 #: x[i] @ W_k)`` on the existing pairs only (the fastest in eager mode: calorimeter voxels
-#: have 3-9 of 27 neighbours occupied at 8k-20k hits); "gemm" gathers every offset of each output into
-#: one row and multiplies once (``[N_out, K C_in] @ [K C_in, C_out]``): more arithmetic,
+#: have 3-9 of 27 neighbours occupied at 8k-20k hits); "gemm" gathers every offset of each
+#: output into one row and multiplies once (``[N_out, K C_in] @ [K C_in, C_out]``): more arithmetic,
 #: but a static graph of Gather + MatMul without scatter, used for export.
 ALGORITHMS = ("auto", "gemm", "scatter", "triton")
 

@@ -51,7 +51,8 @@ class _GatherPadded(torch.autograd.Function):
             return None, None, None
         # float32 sums of the (at most K) contributions of each row, then the input dtype
         acc = grad.new_zeros(ctx.shape, dtype=torch.promote_types(grad.dtype, torch.float32))
-        acc.index_add_(0, index.index_select(0, present), grad.index_select(0, present).to(acc.dtype))
+        rows = grad.index_select(0, present).to(acc.dtype)
+        acc.index_add_(0, index.index_select(0, present), rows)
         return acc.to(grad.dtype), None, None
 
 

@@ -224,15 +224,14 @@ class Trainer:
         """Load the weights of checkpoint ``path``: same network, configuration and encoding;
         a checkpoint without the energy head may start a run with one (the head starts
         fresh, every other weight is loaded)."""
-        ckpt = load_checkpoint(path, expect_model=self.cfg.model)
-        adds_head = (self.model_config.get("energy_head") is True
-                     and not ckpt.model_config.get("energy_head"))
-        expect = {k: v for k, v in self.model_config.items() if not (adds_head and k == "energy_head")}
-        diff = {k: (ckpt.model_config.get(k), v) for k, v in expect.items()
-                if ckpt.model_config.get(k) != v}
-        if diff:
-            raise ConfigError(f"--init {path}: the checkpoint was made with another model "
-                              f"configuration than this run's (checkpoint, run): {diff}")
+        expect = {k: v for k, v in self.model_config.items() if k != "energy_head"}
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model, expect_config=expect)
+        ours = bool(self.model_config.get("energy_head"))
+        theirs = bool(ckpt.model_config.get("energy_head"))
+        if theirs and not ours:
+            raise ConfigError(f"--init {path}: the checkpoint has an energy head; train with "
+                              f"--energy-head to keep it")
+        adds_head = ours and not theirs
         if encoding_from_dict(ckpt.encoding).to_dict() != self.encoding.to_dict():
             raise ConfigError(f"--init {path}: the checkpoint's hit encoding {ckpt.encoding} "
                               f"differs from this run's {self.encoding.to_dict()}")
@@ -240,8 +239,8 @@ class Trainer:
         result = self.model.load_state_dict(ckpt.state_dict, strict=not adds_head)
         if adds_head and (result.unexpected_keys or any(
                 not k.startswith("energy_mlp.") for k in result.missing_keys)):
-            raise ConfigError(f"--init {path}: weights do not fit this network "
-                              f"(missing {result.missing_keys}, unexpected {result.unexpected_keys})")
+            raise ConfigError(f"--init {path}: weights do not fit this network (missing "
+                              f"{result.missing_keys}, unexpected {result.unexpected_keys})")
 
     def _save_last(self) -> None:
         if self.rank == 0:
@@ -350,7 +349,8 @@ class Trainer:
                 # lower validation energy loss
                 key = (metrics.get("pq", -1), -metrics.get("val_energy", math.inf))
                 if key > (self.best_pq, -self.best_energy):
-                    self.best_pq, self.best_energy = metrics["pq"], metrics.get("val_energy", math.inf)
+                    self.best_pq = metrics["pq"]
+                    self.best_energy = metrics.get("val_energy", math.inf)
                     save_checkpoint(self._checkpoint(metrics), self.out / "best.pt")
             self._save_last()
             barrier(self.world_size)  # the other ranks wait for rank 0's validation
