@@ -64,7 +64,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
                       init=args.init, workers=args.workers, trainable=args.trainable or [],
-                      t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max)
+                      t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max,
+                      attach_r=args.attach_radius, attach_passes=args.attach_passes)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -297,6 +298,10 @@ def add_commands(sub: Any) -> None:
                    help="hit-to-point rule of the validation clustering (default first)")
     t.add_argument("--r-max", type=float, default=None, metavar="CM",
                    help="locality cut of the validation clustering [cm] (default none)")
+    t.add_argument("--attach-radius", type=float, default=None, metavar="CM",
+                   help="left-over attachment of the validation clustering [cm] (default none)")
+    t.add_argument("--attach-passes", type=_positive_int, default=1, metavar="N",
+                   help="repetitions of that attachment (default 1)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")

@@ -105,7 +105,8 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
     tuned.fit()
     last = load_checkpoint(tmp_path / "tuned" / "last.pt")
     # the validation clustering (with the locality cut) is the checkpoint's clustering record
-    assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 12.0}
+    assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 12.0,
+                               "attach_r": None, "attach_passes": 1}
     with open(tmp_path / "tuned" / "metrics.csv", newline="") as fh:
         val = [row for row in csv.DictReader(fh) if row["kind"] == "val"]
     assert val and all(0.0 <= float(row["pq"]) <= 1.0 for row in val)
@@ -115,6 +116,24 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
         Trainer(_cfg(dtau_dataset, tmp_path / "x", model_options={"cr": 0.25}, init=str(shipped)))
     with pytest.raises(InputFileError, match="does not exist"):
         Trainer(_cfg(dtau_dataset, tmp_path / "y", init=str(tmp_path / "missing.pt")))
+
+
+def test_validation_clustering_with_attachment_is_recorded(dtau_dataset, tmp_path):
+    """The validation clustering is the shipped one (cut and attachment, condense_outputs),
+    and the checkpoint's clustering record holds all of it."""
+    cfg = _cfg(dtau_dataset, tmp_path / "run", epochs=1, t_beta=0.5, t_d=0.7, assign="nearest",
+               r_max=10.0, attach_r=5.0, attach_passes=3)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 10.0,
+                               "attach_r": 5.0, "attach_passes": 3}
+    from caloreco.clustering.model_clustering import ModelClusterer
+
+    clusterer = ModelClusterer.from_checkpoint(tmp_path / "run" / "last.pt")
+    assert clusterer.attach_r == 5.0 and clusterer.attach_passes == 3
+    with pytest.raises(ConfigError, match="attach"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", attach_r=-1.0))
 
 
 def test_local_repulsion_trains_and_is_stored(dtau_dataset, tmp_path):

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Sampler
 
 from caloreco.data.dataset import EventDataset
 from caloreco.data.event import Event
+from caloreco.clustering.model_clustering import hit_xyz
 from caloreco.losses.energy import energy_targets
 from caloreco.models.encoding import HitEncoding
 
@@ -41,7 +42,8 @@ def cluster_weights(target: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
     """Tensors of one event: ``features``, ``points``, ``target``, ``weight``, ``energy``,
-    ``positions`` (the projected positions of the local repulsion) and ``energy_target``
+    ``positions`` (the projected positions of the local repulsion), ``xyz`` (the positions of
+    the validation clustering's left-over attachment) and ``energy_target``
     (the energy-correction target per hit, :func:`caloreco.losses.energy.energy_targets`;
     NaN where the event has no generated cluster energies)."""
     hits = event.hits
@@ -59,6 +61,7 @@ def encode_event(event: Event, encoding: HitEncoding) -> dict[str, Any]:
         "energy": torch.from_numpy(hits["energy"].astype(np.float32)),
         "positions": torch.from_numpy(encoding.projected_positions(hits)),
         "energy_target": torch.from_numpy(e_target),
+        "xyz": torch.from_numpy(hit_xyz(hits)),
         "event_id": event.event_id,
     }
 
@@ -134,7 +137,7 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     counts = [len(it["target"]) for it in items]
     out = {k: torch.cat([it[k] for it in items]) for k in ("features", "points", "target",
                                                            "weight", "energy", "positions",
-                                                           "energy_target")}
+                                                           "energy_target", "xyz")}
     out["batch"] = torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts))
     out["offsets"] = torch.tensor([0, *np.cumsum(counts).tolist()])
     out["event_id"] = [it["event_id"] for it in items]

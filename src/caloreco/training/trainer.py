@@ -77,6 +77,9 @@ class TrainConfig:
     t_d: float = 0.7
     assign: str = "first"  # hit-to-point rule of the validation clustering
     r_max: float | None = None  # locality cut of the validation clustering [cm]; None: none
+    # left-over attachment of the validation clustering [cm] and its passes; None: none
+    attach_r: float | None = None
+    attach_passes: int = 1
     progress: bool = True
     # data-loading processes (decode + encode ahead of the device); 0: in the training loop.
     # The batches and their order are the same whatever the number.
@@ -119,12 +122,14 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False,
                  rank: int = 0, world_size: int = 1) -> None:
+        from caloreco.clustering.attach import check_attach
         from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.losses.condensation import CondensationLoss
 
         # the validation clustering's settings, checked before any work
         check_assign(cfg.assign)
         check_r_max(cfg.r_max)
+        check_attach(cfg.attach_r, cfg.attach_passes)
         if not 0.0 < cfg.t_beta < 1.0 or not cfg.t_d > 0.0:
             raise ConfigError(f"validation clustering needs 0 < t_beta < 1 and t_d > 0, got "
                               f"t_beta {cfg.t_beta}, t_d {cfg.t_d}")
@@ -192,7 +197,9 @@ class Trainer:
         return Checkpoint(cfg.model, self.model_config, self.encoding.to_dict(),
                           self.model.state_dict(),
                           clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d,
-                                      "assign": cfg.assign, "r_max": cfg.r_max},
+                                      "assign": cfg.assign, "r_max": cfg.r_max,
+                                      "attach_r": cfg.attach_r,
+                                      "attach_passes": cfg.attach_passes},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
                                     "best_energy": self.best_energy,
@@ -362,7 +369,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
         """Loss, mIoU and PQ of the condensation clustering on the validation events."""
-        from caloreco.clustering.condensation import condensation_clustering
+        from caloreco.clustering.model_clustering import condense_outputs
         from caloreco.metrics import ClusteringEvaluator
 
         self.model.eval()
@@ -379,11 +386,11 @@ class Trainer:
                 e_losses.append(float(energy_loss(outs[2].float(), beta.float(), b["target"],
                                                   b["energy_target"], b["batch"],
                                                   q_min=self.cfg.q_min)))
-            cut = self.cfg.r_max is not None
-            pred = condensation_clustering(beta.float(), coords.float(), t_beta=self.cfg.t_beta,
-                                           t_d=self.cfg.t_d, assign=self.cfg.assign,
-                                           positions=b["positions"] if cut else None,
-                                           r_max=self.cfg.r_max)
+            cfg = self.cfg  # the clustering the checkpoint records (one definition)
+            pred = condense_outputs(beta.float(), coords.float(), None, t_beta=cfg.t_beta,
+                                    t_d=cfg.t_d, assign=cfg.assign, r_max=cfg.r_max,
+                                    positions=b["positions"], attach_r=cfg.attach_r,
+                                    attach_passes=cfg.attach_passes, xyz=b["xyz"])
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
         self.model.train()
