@@ -19,31 +19,25 @@ import time
 import numpy as np
 import torch
 
-from caloreco.clustering.model_clustering import condense_outputs
+from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.losses.condensation import CondensationLoss
 from caloreco.metrics import ClusteringEvaluator
 from caloreco.training.checkpoint import load_checkpoint
 from caloreco.training.data import EncodedEvents, collate
 
 
-def clustering_quality(model: torch.nn.Module, events: list[dict], clustering: dict
-                       ) -> tuple[float, float]:
-    """PQ and mIoU of the checkpoint's clustering of ``model``'s outputs on ``events``."""
-    model.eval()
+def clustering_quality(clusterer: ModelClusterer, events: list[dict]) -> tuple[float, float]:
+    """PQ and mIoU of ``clusterer`` (the checkpoint's clustering of its training model) on
+    encoded ``events``; the model is left in training mode."""
+    clusterer.model.eval()
     ev = ClusteringEvaluator()
     with torch.no_grad():
         for item in events:
             b = collate([item])
-            coords, beta = model(b["features"], b["points"], b["batch"])[:2]
-            pred = condense_outputs(beta, coords, None, t_beta=clustering["t_beta"],
-                                    t_d=clustering["t_d"],
-                                    assign=clustering.get("assign", "first"),
-                                    r_max=clustering.get("r_max"), positions=b["positions"],
-                                    attach_r=clustering.get("attach_r"),
-                                    attach_passes=clustering.get("attach_passes", 1),
-                                    xyz=b["xyz"])
-            ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
-    model.train()
+            cid = clusterer.predict_tensors(b["features"], b["points"], b["batch"],
+                                            b["positions"], b["xyz"])[0]
+            ev.add(b["target"].numpy(), cid.numpy(), b["energy"].numpy())
+    clusterer.model.train()
     r = ev.result()
     return float(r["pq"]), float(r["miou"])
 
@@ -63,6 +57,7 @@ def main() -> None:
     torch.manual_seed(a.seed)
     ck = load_checkpoint(a.model)
     model, enc = ck.build("cpu")
+    clusterer = ModelClusterer(model, enc, **ck.clustering)  # the checkpoint's own clustering
     model.train()
     tr_set, va_set = EncodedEvents(a.train, enc), EncodedEvents(a.val, enc)
     train = [tr_set[i] for i in range(min(a.events, len(tr_set)))]
@@ -75,8 +70,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(a.seed)
 
     def report(step: int, loss: float) -> None:
-        pq_t, miou_t = clustering_quality(model, train, ck.clustering)
-        pq_v, miou_v = clustering_quality(model, val, ck.clustering)
+        pq_t, miou_t = clustering_quality(clusterer, train)
+        pq_v, miou_v = clustering_quality(clusterer, val)
         print(f"step {step:5d}  loss {loss:.4f}  memorised PQ {pq_t:.3f} mIoU {miou_t:.3f}  "
               f"validation PQ {pq_v:.3f} mIoU {miou_v:.3f}", flush=True)
 
