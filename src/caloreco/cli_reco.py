@@ -52,10 +52,11 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         except ValueError:
             raise ConfigError(f"--loss-weight expects NAME=VALUE (e.g. repulsive=10), got "
                               f"'{item}'") from None
-    unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise", "energy"})
+    unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise", "pair",
+                                     "energy"})
     if unknown:
         raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
-                          f"repulsive, beta, noise or energy")
+                          f"repulsive, beta, noise, pair or energy")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
                       loss_weights=weights, encoding={"kind": args.encoding},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -63,6 +64,7 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
+                      pair_margin=args.pair_margin,
                       init=args.init, workers=args.workers, trainable=args.trainable or [],
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max,
                       attach_r=args.attach_radius, attach_passes=args.attach_passes)
@@ -276,7 +278,8 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
                    help="coefficient of a loss term: attractive, repulsive, beta, noise, "
-                        "energy (the energy head's regression; repeatable; default 1 each)")
+                        "pair (the condensation-point repulsion; default 0), energy (the "
+                        "energy head's regression; repeatable; default 1 each)")
     t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
                    "q_min (default 0.1)")
     t.add_argument("--repulsion", choices=["hits", "groups"], default="hits",
@@ -287,6 +290,11 @@ def add_commands(sub: Any) -> None:
                    help="local repulsion: only hits within CM of a condensation point (positions "
                         "projected onto the front face, as the clustering's --r-max) repel it "
                         "(default: the whole event)")
+    t.add_argument("--pair-margin", type=float, default=1.0, metavar="M",
+                   help="margin in the clustering space of the condensation-point repulsion "
+                        "(loss weight 'pair': the points of two showers, within the "
+                        "--repulsion-radius of each other where given, are pushed at least M "
+                        "apart; default 1)")
     t.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of this checkpoint or run directory (same "
                         "network and encoding; fresh optimiser and learning-rate schedule)")

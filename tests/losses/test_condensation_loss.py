@@ -339,3 +339,96 @@ def test_local_repulsion_arguments() -> None:
                                condensation_loss(beta, x, oid, positions=pos, r_local=5.0)["loss"])
     with pytest.raises(ConfigError, match="needs repulsion='hits'"):
         CondensationLoss(r_local=5.0, repulsion="groups")
+
+
+def _pair_reference(beta, x, oid, margin, pos=None, r_local=None):
+    """V^pair, pair by pair in plain Python (one event)."""
+    objects = sorted(set(oid[oid >= 0].tolist()))
+    points = {k: max((oid == k).nonzero().flatten().tolist(), key=lambda i: (float(beta[i]), -i))
+              for k in objects}
+    hinges = []
+    for k in objects:
+        for m in objects:
+            a, b = points[k], points[m]
+            if k == m or (pos is not None and float(torch.linalg.norm(pos[a] - pos[b])) > r_local):
+                continue
+            hinges.append(max(0.0, margin - float(torch.linalg.norm(x[a] - x[b]))))
+    return sum(hinges) / len(hinges) if hinges else 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_repulsion_matches_reference(seed: int) -> None:
+    beta, x, oid, w = _event(60, 7, seed)
+    x = x * 0.4  # many points inside the margin
+    pos = torch.rand(60, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 20
+    plain = condensation_loss(beta, x, oid, weights=w)
+    for margin in (0.5, 1.0, 2.0):
+        out = condensation_loss(beta, x, oid, weights=w, pair_margin=margin)
+        ref = _pair_reference(beta, x, oid, margin)
+        assert ref > 0
+        assert out["pair"].item() == pytest.approx(ref, rel=1e-9)
+        for term in TERMS:  # the other terms are unchanged, the total gains the pair term
+            torch.testing.assert_close(out[term], plain[term])
+        torch.testing.assert_close(out["loss"], plain["loss"] + out["pair"])
+        local = condensation_loss(beta, x, oid, weights=w, positions=pos, r_local=8.0,
+                                  pair_margin=margin)
+        ref = _pair_reference(beta, x, oid, margin, pos, 8.0)
+        assert local["pair"].item() == pytest.approx(ref, rel=1e-9)
+    assert "pair" not in plain
+
+
+def test_pair_repulsion_batches_per_event_and_handles_lone_objects() -> None:
+    events = [_event(n, k, seed) for n, k, seed in [(10, 3, 1), (40, 5, 2), (25, 4, 3)]]
+    events = [(b, x * 0.3, o, w) for b, x, o, w in events]
+    lone = (torch.full((5,), 0.5, dtype=torch.float64), torch.zeros(5, 3, dtype=torch.float64),
+            torch.tensor([0, 0, 0, -1, -1]), torch.ones(5, dtype=torch.float64))
+    events.append(lone)
+    singles = [condensation_loss(b, x, o, weights=w, pair_margin=1.0)["pair"] for b, x, o, w in events]
+    assert singles[-1].item() == 0.0  # one object: no pair
+    beta, x, oid, w = (torch.cat(t) for t in zip(*events))
+    batch = torch.cat([torch.full((len(e[0]),), i) for i, e in enumerate(events)])
+    out = condensation_loss(beta, x, oid, batch, weights=w, pair_margin=1.0)
+    # norm="event": the mean over the events that have pairs (not the lone-object one)
+    torch.testing.assert_close(out["pair"], torch.stack(singles[:3]).mean())
+    # norm="object": the mean over all pairs of the batch (points never pair across events)
+    obj = condensation_loss(beta, x, oid, batch, weights=w, pair_margin=1.0, norm="object")
+    sums, counts = 0.0, 0
+    for b, xx, o, _ in events[:3]:
+        k = len(set(o[o >= 0].tolist()))
+        sums += _pair_reference(b, xx, o, 1.0) * k * (k - 1)
+        counts += k * (k - 1)
+    assert obj["pair"].item() == pytest.approx(sums / counts, rel=1e-9)
+
+
+def test_pair_repulsion_pushes_points_apart_without_touching_beta() -> None:
+    # two objects whose points coincide in x (a merge) and one far away
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.2, 0.0], [5.0, 5.0]],
+                     dtype=torch.float64, requires_grad=True)
+    beta = torch.tensor([0.9, 0.5, 0.8, 0.4, 0.9], dtype=torch.float64, requires_grad=True)
+    oid = torch.tensor([0, 0, 1, 1, 2])
+    out = CondensationLoss(pair=2.0, attractive=0.0, repulsive=0.0, beta=0.0, noise=0.0)(
+        beta, x, oid)
+    # points 0 and 2 at distance 0.1: 2 of the 6 ordered pairs hinge at 0.9 each
+    assert out["pair"].item() == pytest.approx(2 * 0.9 / 6)
+    assert out["loss"].item() == pytest.approx(2.0 * out["pair"].item())
+    out["loss"].backward()
+    assert beta.grad is not None and torch.count_nonzero(beta.grad) == 0
+    # the gradient moves the two points apart (descent increases their distance)
+    step = x.detach() - 0.1 * x.grad
+    assert float(torch.linalg.norm(step[0] - step[2])) > 0.1
+    assert torch.count_nonzero(x.grad[[1, 3, 4]]) == 0  # only the points move
+
+
+def test_pair_repulsion_arguments() -> None:
+    beta, x, oid, _ = _event(20, 3, 0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="pair_margin must be a finite number > 0"):
+            condensation_loss(beta, x, oid, pair_margin=bad)
+        with pytest.raises(ConfigError, match="pair_margin must be a finite number > 0"):
+            CondensationLoss(pair=1.0, pair_margin=bad)
+    assert "pair" not in CondensationLoss()(beta, x, oid)  # off by default, not computed
+    module = CondensationLoss(pair=0.5, pair_margin=1.5)
+    assert "pair=0.5" in repr(module) and "pair_margin=1.5" in repr(module)
+    empty = condensation_loss(beta[:0], x[:0], oid[:0], pair_margin=1.0)
+    noise = condensation_loss(beta, x, torch.full_like(oid, -1), pair_margin=1.0)
+    assert empty["pair"].item() == 0.0 and noise["pair"].item() == 0.0

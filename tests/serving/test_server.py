@@ -336,6 +336,42 @@ def test_gravnet_is_served_and_matches_in_process(events):
         srv.stop(5.0)
 
 
+def test_energy_head_factor_is_served(events):
+    """A network with an energy head serves ENERGY_FACTOR beside the three outputs, equal
+    to the in-process factor; the shipped model (no head) does not list it."""
+    import torch
+
+    from caloreco.clustering.model_clustering import ModelClusterer
+    from caloreco.models.spvcnn import SPVCNN, SPVCNNConfig
+    from caloreco.serving.served_model import ServedModel
+    from caloreco.serving.server import InferenceServer
+
+    enc = ModelClusterer.from_checkpoint(None).encoding
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig(in_features=enc.n_features, cr=0.125, energy_head=True)).eval()
+    clusterer = ModelClusterer(net, enc, t_beta=0.5, t_d=0.7)
+    sel = events[2:5]
+    ref = clusterer.cluster_events(sel)
+    served = ServedModel("with_energy", clusterer)
+    assert served.output_names == [*OUTPUTS, "ENERGY_FACTOR"]
+    srv = InferenceServer([served], http_port=None, grpc_port=0).start()
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}")
+        meta = client.get_model_metadata("with_energy", as_json=True)
+        assert [o["name"] for o in meta["outputs"]][-1] == "ENERGY_FACTOR"
+        features, offsets = events_to_request(sel)
+        result = client.infer("with_energy", _inputs(grpcclient, features, offsets))
+        _check(result, ref, [0, 1, 2])
+        factor = result.as_numpy("ENERGY_FACTOR")
+        assert factor.dtype == np.float32 and (factor > 0).all()
+        np.testing.assert_allclose(factor, np.concatenate([r.energy_factor for r in ref]),
+                                   rtol=1e-5, atol=1e-6)
+        empty = client.infer("with_energy", _inputs(grpcclient, features[:0], np.zeros(2, np.int64)))
+        assert empty.as_numpy("ENERGY_FACTOR").shape == (0,)
+    finally:
+        srv.stop(5.0)
+
+
 def test_cli_serve_prints_ports_and_stops_on_sigterm(events, reference):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "caloreco", "serve", "--http-port", "0", "--grpc-port", "0",

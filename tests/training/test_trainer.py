@@ -151,6 +151,26 @@ def test_local_repulsion_trains_and_is_stored(dtau_dataset, tmp_path):
         Trainer(_cfg(dtau_dataset, tmp_path / "bad", r_local=8.0, repulsion="groups"))
 
 
+def test_pair_repulsion_is_logged_and_stored(dtau_dataset, tmp_path):
+    cfg = _cfg(dtau_dataset, tmp_path / "pair", epochs=1, r_local=8.0,
+               loss_weights={"pair": 0.5}, pair_margin=1.2)
+    trainer = Trainer(cfg)
+    assert trainer.loss_fn.coefficients["pair"] == 0.5 and trainer.loss_fn.pair_margin == 1.2
+    trainer.fit()
+    with open(tmp_path / "pair" / "metrics.csv", newline="") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["kind"] == "train"]
+    pair = [float(row["pair"]) for row in rows]
+    assert pair and all(math.isfinite(v) and v >= 0 for v in pair) and max(pair) > 0
+    # the logged total holds the weighted pair term on top of the other four
+    for row in rows:
+        parts = sum(float(row[k]) for k in ("attractive", "repulsive", "coward", "noise"))
+        assert float(row["loss"]) == pytest.approx(parts + 0.5 * float(row["pair"]), rel=1e-5)
+    config = load_checkpoint(tmp_path / "pair" / "last.pt").training["config"]
+    assert config["loss_weights"] == {"pair": 0.5} and config["pair_margin"] == 1.2
+    with pytest.raises(ConfigError, match="pair_margin must be a finite number > 0"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", pair_margin=0.0, loss_weights={"pair": 1.0}))
+
+
 def test_data_loading_workers_give_the_same_training(dtau_dataset, tmp_path):
     """Events decoded in 2 worker processes: the same batches in the same order, so the
     same weights as loading in the loop."""

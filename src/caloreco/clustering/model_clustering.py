@@ -183,6 +183,11 @@ class ModelClusterer:
                    attach_passes=int(ckpt.clustering.get("attach_passes", 1))
                    if attach_passes is None else attach_passes)
 
+    @property
+    def has_energy_head(self) -> bool:
+        """Whether the network also predicts a per-hit energy-correction factor."""
+        return bool(getattr(getattr(self.model, "config", None), "energy_head", False))
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -275,7 +280,7 @@ class ModelClusterer:
             counts = [len(f) for f in feats]
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
-                head = bool(getattr(getattr(self.model, "config", None), "energy_head", False))
+                head = self.has_energy_head
                 out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
                                       np.zeros((0, 0), np.float32), d,
                                       np.zeros(0, np.float32) if head else None) for d in det)

@@ -54,6 +54,24 @@ inference (:func:`caloreco.clustering.condensation.condensation_clustering`): sh
 farther apart than the cut never share a cluster, so the repulsion is spent on the
 neighbours that can, instead of being diluted over the whole event (~10k hits).
 
+``pair_margin`` adds a fifth term aimed at merges, the **condensation-point repulsion**:
+with ``P_e`` the ordered pairs ``(k, l)``, ``k != l``, of objects of event ``e`` (with
+``positions``/``r_local``: only the pairs whose condensation points lie within ``r_local`` of
+each other in ``positions``) and margin ``m``,
+
+.. math::
+
+    V^{pair}_e = \\frac{1}{|P_e|} \\sum_{(k, l) \\in P_e}
+                 \\max(0, m - \\lVert x_{\\alpha_k} - x_{\\alpha_l} \\rVert)
+
+averaged over the events that have pairs (``norm="event"``) or over all pairs of the batch
+(``norm="object"``). In ``V^rep`` the point of a neighbour is one of the ~10^2-10^4 hits of
+``E_k \\ M_k``, so two neighbouring showers whose points sit together in the clustering
+space cost almost nothing, yet the inference then suppresses one point under the other
+and the two showers come out as one cluster (a merge). ``V^pair`` counts each such pair
+alike. It has no charge factor, so that it moves the points apart rather than lowering
+their ``beta``; it is 0 for an event with fewer than two objects.
+
 For one event with ``weights=None`` this reproduces
 ``object_condensation.pytorch.losses.condensation_loss`` (package ``object-condensation``
 1.1.0, used by the GNN tracking of Lieret & DeZoort, arXiv 2309.16754): per-object means
@@ -85,6 +103,8 @@ _NORMS = ("event", "object")
 #: normalisations of the repulsive potential (see the module docstring)
 REPULSIONS = ("hits", "groups")
 TERMS = ("attractive", "repulsive", "coward", "noise")
+#: the optional condensation-point repulsion (``pair_margin``; see the module docstring)
+PAIR_TERM = "pair"
 
 
 def _check_options(q_min: float, s_b: float, norm: str, repulsion: str = "hits") -> None:
@@ -110,6 +130,12 @@ def _check_local(positions: Tensor | None, r_local: float | None, repulsion: str
         if repulsion != "hits":
             raise ConfigError(f"r_local (local repulsion) needs repulsion='hits', got "
                               f"{repulsion!r}")
+
+
+def _check_pair_margin(pair_margin: float | None) -> None:
+    """Raise :class:`ConfigError` for a bad margin of the condensation-point repulsion."""
+    if pair_margin is not None and not (pair_margin > 0 and pair_margin < float("inf")):
+        raise ConfigError(f"pair_margin must be a finite number > 0, got {pair_margin}")
 
 
 def _check_inputs(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None,
@@ -146,7 +172,8 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
                       noise_id: int = -1, norm: str = "event",
                       weight_beta: bool = False, repulsion: str = "hits",
                       positions: Tensor | None = None,
-                      r_local: float | None = None) -> dict[str, Tensor]:
+                      r_local: float | None = None,
+                      pair_margin: float | None = None) -> dict[str, Tensor]:
     """Object condensation loss terms of a batch of events (see the module docstring).
 
     Objects are ``(event, object_id)`` pairs: the same id in two events names two objects,
@@ -176,10 +203,13 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
         positions: ``[N, P]`` detector positions per hit [cm], with ``r_local``.
         r_local: with ``positions``: only hits within ``r_local`` of the condensation point
             repel it (sum and normalisation; see the module docstring); None: all.
+        pair_margin: margin ``m > 0`` of the condensation-point repulsion ``pair`` (with
+            ``positions``/``r_local``, between the points within ``r_local`` of each other
+            only); None (default): no such term.
 
     Returns:
         Scalar tensors ``attractive``, ``repulsive``, ``coward``, ``noise`` (already times
-        ``s_b``) and ``loss``, their plain sum. A term without entries (no objects, no noise,
+        ``s_b``), with ``pair_margin`` also ``pair``, and ``loss``, their plain sum. A term without entries (no objects, no noise,
         no hits) is an exact 0 that stays attached to the graph.
 
     Shapes:
@@ -187,12 +217,13 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
 
     Raises:
         ConfigError: ``q_min <= 0``, ``s_b < 0``, an unknown ``norm`` or ``repulsion``, a
-            bad ``r_local``, only one of ``positions`` and ``r_local``, or ``r_local`` with
+            bad ``r_local`` or ``pair_margin``, only one of ``positions`` and ``r_local``, or ``r_local`` with
             ``repulsion="groups"``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
     _check_options(q_min, s_b, norm, repulsion)
     _check_local(positions, r_local, repulsion)
+    _check_pair_margin(pair_margin)
     _check_inputs(beta, x, object_id, batch, weights)
     if positions is not None and (positions.dim() != 2 or positions.shape[0] != beta.shape[0]):
         raise InvalidDataError(f"positions must have shape [N, P] with N = len(beta) = "
@@ -200,9 +231,10 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
     device = beta.device
     n = beta.shape[0]
     zero = beta.sum() * 0.0 + x.sum() * 0.0  # attached to the graph of beta and x
+    pair_terms = {} if pair_margin is None else {PAIR_TERM: zero}
     if n == 0:
         return {"attractive": zero, "repulsive": zero, "coward": zero, "noise": zero,
-                "loss": zero}
+                **pair_terms, "loss": zero}
 
     object_id = object_id.to(device=device, dtype=torch.int64)
     if batch is None:
@@ -226,7 +258,7 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
 
     if n_noise == n:  # no objects
         return {"attractive": zero, "repulsive": zero, "coward": zero, "noise": l_noise,
-                "loss": l_noise + zero}
+                **pair_terms, "loss": l_noise + zero}
 
     # -- objects: dense index k over (event, object_id), sorted by event then id -------
     hit_idx = torch.nonzero(~noise).squeeze(1)
@@ -317,8 +349,39 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
             coward = coward_k.mean()
         else:
             coward = (coward_k * w_k).sum() / w_k.sum().clamp(min=_EPS)
-    return {"attractive": att, "repulsive": rep, "coward": coward, "noise": l_noise,
-            "loss": att + rep + coward + l_noise}
+    terms = {"attractive": att, "repulsive": rep, "coward": coward, "noise": l_noise,
+             "loss": att + rep + coward + l_noise}
+    if pair_margin is not None:
+        p = None if positions is None else positions.to(device=device, dtype=x.dtype)
+        terms[PAIR_TERM] = _pair_repulsion(x, alpha, table, float(pair_margin), norm, p,
+                                           r_local) + zero
+        terms["loss"] = terms["loss"] + terms[PAIR_TERM]
+    return terms
+
+
+def _pair_repulsion(x: Tensor, alpha: Tensor, table: Tensor, margin: float, norm: str, positions: Tensor | None, r_local: float | None) -> Tensor:
+    """``V^pair`` (module docstring) from the padded per-event object table ``[B, K_max]``."""
+    valid = table >= 0
+    a = alpha[table.clamp(min=0)]                     # [B, K_max] point hit index
+    xa = x[a]                                         # [B, K_max, D]
+    pairs = valid[:, :, None] & valid[:, None, :]
+    k_max = table.shape[1]
+    pairs &= ~torch.eye(k_max, dtype=torch.bool, device=x.device)
+    if positions is not None:
+        pa = positions[a]
+        pairs &= (pa[:, :, None, :] - pa[:, None, :, :]).square().sum(-1) <= float(r_local) ** 2
+    d2 = (xa[:, :, None, :] - xa[:, None, :, :]).square().sum(-1)
+    pos = d2 > 0                                      # sqrt without an infinite gradient at 0
+    dist = torch.where(pos, torch.where(pos, d2, torch.ones_like(d2)).sqrt(),
+                       torch.zeros_like(d2))
+    hinge = torch.where(pairs, torch.relu(margin - dist), torch.zeros_like(d2))
+    count = pairs.sum((1, 2)).to(x.dtype)             # [B]
+    if norm == "object":
+        return hinge.sum() / count.sum().clamp(min=1.0)
+    present = count > 0
+    if not bool(present.any()):
+        return hinge.sum() * 0.0
+    return (hinge.sum((1, 2))[present] / count[present]).mean()
 
 
 class CondensationLoss(nn.Module):
@@ -327,8 +390,10 @@ class CondensationLoss(nn.Module):
     .. math::
 
         L = c_{att} V^{att} + c_{rep} V^{rep} + c_\\beta L^{coward} + c_{noise} L^{noise}
+            + c_{pair} V^{pair}
 
-    with the terms of :func:`condensation_loss` (``L^noise`` already includes ``s_b``).
+    with the terms of :func:`condensation_loss` (``L^noise`` already includes ``s_b``;
+    ``V^pair`` is computed only for ``c_pair > 0``).
 
     Args:
         q_min: minimal charge (default 0.1).
@@ -343,23 +408,28 @@ class CondensationLoss(nn.Module):
         repulsion: ``"hits"`` (default) or ``"groups"`` normalisation of the repulsive term.
         r_local: local repulsion radius [cm] (``repulsion="hits"``): forward then needs the
             hits' ``positions``; None (default): the whole event repels.
+        pair: weight ``c_pair`` of the condensation-point repulsion (default 0: off).
+        pair_margin: its margin ``m`` in the clustering space (default 1, the hinge of
+            ``V^rep``).
 
     Shapes:
         forward(beta ``[N]``, x ``[N, D]``, object_id ``[N]``, batch ``[N]`` or None,
         weights ``[N]`` or None, positions ``[N, P]`` or None) -> dict of scalars ``loss``
-        and the four terms.
+        and the four terms (five with ``pair > 0``).
     """
 
     def __init__(self, *, q_min: float = 0.1, s_b: float = 1.0, attractive: float = 1.0,
                  repulsive: float = 1.0, beta: float = 1.0, noise: float = 1.0,
                  noise_id: int = -1, norm: str = "event", weight_beta: bool = False,
-                 repulsion: str = "hits", r_local: float | None = None) -> None:
+                 repulsion: str = "hits", r_local: float | None = None, pair: float = 0.0,
+                 pair_margin: float = 1.0) -> None:
         super().__init__()
         _check_options(q_min, s_b, norm, repulsion)
         if r_local is not None:
             _check_local(torch.zeros(0, 1), r_local, repulsion)
+        _check_pair_margin(pair_margin)
         coefficients = {"attractive": attractive, "repulsive": repulsive, "coward": beta,
-                        "noise": noise}
+                        "noise": noise, PAIR_TERM: pair}
         for name, value in coefficients.items():
             if not value >= 0:
                 raise ConfigError(f"the weight of the {name} term must be >= 0, got {value}")
@@ -371,6 +441,7 @@ class CondensationLoss(nn.Module):
         self.weight_beta = weight_beta
         self.repulsion = repulsion
         self.r_local = r_local
+        self.pair_margin = pair_margin
 
     def forward(self, beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor | None = None,
                 weights: Tensor | None = None, positions: Tensor | None = None
@@ -383,9 +454,11 @@ class CondensationLoss(nn.Module):
                                   s_b=self.s_b, noise_id=self.noise_id, norm=self.norm,
                                   weight_beta=self.weight_beta, repulsion=self.repulsion,
                                   positions=positions if self.r_local is not None else None,
-                                  r_local=self.r_local)
-        terms["loss"] = sum((c * terms[name] for name, c in self.coefficients.items()),
-                            start=terms["loss"] * 0.0)
+                                  r_local=self.r_local,
+                                  pair_margin=self.pair_margin if self.coefficients[PAIR_TERM] > 0
+                                  else None)
+        terms["loss"] = sum((c * terms[name] for name, c in self.coefficients.items()
+                             if name in terms), start=terms["loss"] * 0.0)
         return terms
 
     def extra_repr(self) -> str:
@@ -393,4 +466,5 @@ class CondensationLoss(nn.Module):
         return (f"q_min={self.q_min}, s_b={self.s_b}, attractive={c['attractive']}, "
                 f"repulsive={c['repulsive']}, beta={c['coward']}, noise={c['noise']}, "
                 f"norm={self.norm!r}, weight_beta={self.weight_beta}, "
-                f"repulsion={self.repulsion!r}, r_local={self.r_local}")
+                f"repulsion={self.repulsion!r}, r_local={self.r_local}, pair={c[PAIR_TERM]}, "
+                f"pair_margin={self.pair_margin}")

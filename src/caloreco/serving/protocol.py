@@ -52,6 +52,8 @@ EVENT_OFFSETS = "EVENT_OFFSETS"
 CLUSTER_ID = "CLUSTER_ID"
 BETA = "BETA"
 COORDS = "COORDS"
+#: per-hit energy-correction factor (models with an energy head only)
+ENERGY_FACTOR = "ENERGY_FACTOR"
 
 #: The one version of every served model.
 MODEL_VERSION = "1"
@@ -125,10 +127,12 @@ INPUTS: tuple[TensorSpec, ...] = (
 )
 
 
-def output_specs(coord_dim: int) -> tuple[TensorSpec, ...]:
-    """The output tensors of a model with ``coord_dim``-dimensional clustering space."""
-    return (TensorSpec(CLUSTER_ID, "INT64", (-1,)), TensorSpec(BETA, "FP32", (-1,)),
-            TensorSpec(COORDS, "FP32", (-1, coord_dim)))
+def output_specs(coord_dim: int, energy_head: bool = False) -> tuple[TensorSpec, ...]:
+    """The output tensors of a model with ``coord_dim``-dimensional clustering space (and,
+    with ``energy_head``, the per-hit energy-correction factor)."""
+    specs = (TensorSpec(CLUSTER_ID, "INT64", (-1,)), TensorSpec(BETA, "FP32", (-1,)),
+             TensorSpec(COORDS, "FP32", (-1, coord_dim)))
+    return specs + ((TensorSpec(ENERGY_FACTOR, "FP32", (-1,)),) if energy_head else ())
 
 
 def _shape(name: str, shape: Any) -> tuple[int, ...]:

@@ -20,8 +20,9 @@ import numpy as np
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.errors import ConfigError
 from caloreco.serving.batcher import DynamicBatcher
-from caloreco.serving.protocol import (BETA, CLUSTER_ID, COORDS, FEATURE_COLUMNS, INPUTS, MODEL_VERSION,
-                                       UnknownModelError, hits_columns, output_specs, validate_inputs)
+from caloreco.serving.protocol import (BETA, CLUSTER_ID, COORDS, ENERGY_FACTOR, FEATURE_COLUMNS, INPUTS,
+                                       MODEL_VERSION, UnknownModelError, hits_columns, output_specs,
+                                       validate_inputs)
 
 
 def model_coord_dim(clusterer: ModelClusterer) -> int:
@@ -55,7 +56,7 @@ class ServedModel:
         self.clusterer = clusterer
         self.max_hits = max_hits
         self.coord_dim = model_coord_dim(clusterer)
-        self.outputs = output_specs(self.coord_dim)
+        self.outputs = output_specs(self.coord_dim, clusterer.has_energy_head)
         self.output_names = [s.name for s in self.outputs]
         self.batcher = DynamicBatcher(clusterer, self.coord_dim, max_batch_events=max_batch_events,
                                       max_queue_delay_us=max_queue_delay_us)
@@ -115,7 +116,8 @@ class ServedModel:
 
     # ------------------------------------------------------------------ inference
     def infer(self, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Outputs ``{CLUSTER_ID, BETA, COORDS}`` for decoded input tensors.
+        """Outputs ``{CLUSTER_ID, BETA, COORDS}`` (and ``ENERGY_FACTOR`` for a model with an
+        energy head) for decoded input tensors.
 
         Raises:
             InvalidDataError: the inputs break a rule (see :func:`validate_inputs`).
@@ -140,7 +142,10 @@ class ServedModel:
                 pair[0] += 1
                 pair[1] += int(seconds * 1e9)
         self._count(self._success, time.perf_counter() - t0)
-        return {CLUSTER_ID: out.cluster_id, BETA: out.beta, COORDS: out.coords}
+        result = {CLUSTER_ID: out.cluster_id, BETA: out.beta, COORDS: out.coords}
+        if out.energy_factor is not None:
+            result[ENERGY_FACTOR] = out.energy_factor
+        return result
 
     def _count(self, pair: list[int], seconds: float) -> None:
         with self._lock:

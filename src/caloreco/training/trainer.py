@@ -66,7 +66,9 @@ class TrainConfig:
     # local repulsion: only hits within this radius [cm] of a condensation point repel it
     # (projected positions, as the inference's locality cut); None: the whole event
     r_local: float | None = None
-    # coefficients of the loss terms (attractive, repulsive, beta, noise; see
+    # margin of the condensation-point repulsion (loss weight "pair", default 0: off)
+    pair_margin: float = 1.0
+    # coefficients of the loss terms (attractive, repulsive, beta, noise, pair; see
     # CondensationLoss) and "energy" (the energy regression of a model with an energy head,
     # caloreco.losses.energy; default 1)
     loss_weights: dict[str, float] = field(default_factory=dict)
@@ -147,7 +149,7 @@ class Trainer:
         self.energy_weight = float(weights.pop("energy", 1.0))
         self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True,
                                         repulsion=cfg.repulsion, r_local=cfg.r_local,
-                                        **weights)
+                                        pair_margin=cfg.pair_margin, **weights)
         params = self._trainable(cfg.trainable)
 
         full = EncodedEvents(cfg.data, self.encoding)
@@ -404,7 +406,7 @@ class Trainer:
     def _log(self, row: dict[str, Any], writer: Any) -> None:
         path = self.out / "metrics.csv"
         fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
-                  "attractive", "repulsive", "coward", "noise", "energy", "val_loss", "pq", "sq",
+                  "attractive", "repulsive", "coward", "noise", "pair", "energy", "val_loss", "pq", "sq",
                   "rq", "miou", "miou_weighted", "val_energy"]
         new = not path.exists()
         with path.open("a", newline="") as fh:
