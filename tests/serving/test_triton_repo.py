@@ -346,3 +346,41 @@ def test_postprocess_locality_cut_from_parameters(onnx_repo):
         post(coords.numpy(), beta.numpy(), hit_event)
     with pytest.raises(ConfigError, match="r_max must be a finite number > 0"):
         Postprocessor(0.5, 0.6, "first", -2.0)
+
+
+def test_energy_head_factor_flows_through_the_ensemble(tmp_path, dtau_events, monkeypatch):
+    """A network with an energy head: the ONNX graph has a third output, the ensemble
+    returns ENERGY_FACTOR equal to in-process clustering's factor; the Python-backend
+    network runner returns it too."""
+    from caloreco.models.spvcnn import SPVCNN, SPVCNNConfig
+    from caloreco.serving.triton_repo import NetworkRunner, build_triton_repo, config_parameters
+    from caloreco.training.checkpoint import Checkpoint, save_checkpoint
+
+    enc = ModelClusterer.from_checkpoint().encoding
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig(in_features=enc.n_features, cr=0.125, energy_head=True))
+    ckpt = tmp_path / "energy.pt"
+    save_checkpoint(Checkpoint("spvcnn", net.config.to_dict(), enc.to_dict(), net.state_dict(),
+                               clustering={"t_beta": 0.5, "t_d": 0.7}), ckpt)
+    repo = build_triton_repo(ckpt, tmp_path / "repo", fmt="onnx")
+    graph = onnx.load(str(repo / "caloreco_network" / "1" / "model.onnx"))
+    assert [o.name for o in graph.graph.output] == ["coords", "beta", "energy_factor"]
+    assert [o.name for o in _config(repo, "caloreco").output][-1] == "ENERGY_FACTOR"
+    events = dtau_events[:2]
+    raw, offsets = events_to_request(events)
+    out = _run_ensemble(repo, {"FEATURES": raw, "EVENT_OFFSETS": offsets}, monkeypatch)
+    ref = ModelClusterer.from_checkpoint(ckpt).cluster_events(events, batch_size=2)
+    np.testing.assert_array_equal(out["CLUSTER_ID"], np.concatenate([p.cluster_id for p in ref]))
+    assert out["ENERGY_FACTOR"].dtype == np.float32
+    np.testing.assert_allclose(out["ENERGY_FACTOR"], np.concatenate([p.energy_factor for p in ref]),
+                               rtol=1e-4, atol=1e-5)
+
+    py = build_triton_repo(ckpt, tmp_path / "py", fmt="torchscript", network_backend="python")
+    runner = NetworkRunner.from_parameters(
+        config_parameters(json_format.MessageToDict(_config(py, "caloreco_network"),
+                                                 preserving_proto_field_name=True)),
+        py / "caloreco_network" / "1")
+    assert runner.output_names == ["coords", "beta", "energy_factor"]
+    pre = _python_runner(py, "caloreco_preprocess", monkeypatch)({"FEATURES": raw[:offsets[1]]})
+    result = runner([pre[name] for name in runner.input_names])
+    np.testing.assert_allclose(result["energy_factor"], ref[0].energy_factor, rtol=1e-4, atol=1e-5)

@@ -47,7 +47,8 @@ def preprocess(model: nn.Module, points: Tensor, batch: Tensor) -> dict[str, Ten
 
 
 class FrozenNetwork(nn.Module):
-    """``model.run`` on pre-processed maps: ``forward(features, *maps) -> (coords, beta)``.
+    """``model.run`` on pre-processed maps: ``forward(features, *maps) -> (coords, beta)``,
+    and ``energy_factor`` third for a network with an energy head (``output_names``).
 
     Args:
         model: an SPVCNN-like network with ``prepare``, ``build_maps`` and ``run``; it is
@@ -60,15 +61,17 @@ class FrozenNetwork(nn.Module):
             raise ConfigError(f"{type(model).__name__} cannot be split into pre-processing and "
                               f"network (needs prepare/build_maps/run)")
         self.names = map_names(model)
+        head = bool(getattr(getattr(model, "config", None), "energy_head", False))
+        self.output_names = ("coords", "beta", "energy_factor") if head else ("coords", "beta")
         self.model = copy.deepcopy(model).cpu().eval()
         for m in self.model.modules():
             if isinstance(m, Conv3d):
                 m.algorithm = "gemm"
 
-    def forward(self, features: Tensor, *maps: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, *maps: Tensor) -> tuple[Tensor, ...]:
         mgr = CoordinateManager.from_tensors(dict(zip(self.names, maps)))
         out = self.model.run(features, mgr)
-        return out[0], out[1]
+        return tuple(out[:len(self.output_names)])
 
     def example_inputs(self, features: Tensor, points: Tensor, batch: Tensor) -> tuple[Tensor, ...]:
         maps = preprocess(self.model, points, batch)
@@ -94,7 +97,7 @@ def export_onnx(frozen: FrozenNetwork, example: tuple[Tensor, ...], path: str | 
     input_names = ["features", *frozen.names]
     with atomic_path(path) as tmp:
         prog = torch.onnx.export(frozen, example, dynamo=True, opset_version=opset,
-                                 input_names=input_names, output_names=["coords", "beta"],
+                                 input_names=input_names, output_names=list(frozen.output_names),
                                  dynamic_shapes=_dynamic_shapes(frozen.names), verbose=False)
         prog.save(str(tmp), external_data=False)
     return path

@@ -17,7 +17,8 @@ raw hit columns of :data:`RAW_HIT_COLUMNS` (the
 ``EVENT_OFFSETS`` INT64 ``[B + 1]`` (optional; the hits of event ``b`` are rows
 ``offsets[b]:offsets[b + 1]``; default one event), and returns per hit ``CLUSTER_ID``
 INT64 ``[N]`` (-1 = noise, ids per event from 0), ``BETA`` FP32 ``[N]`` and ``COORDS``
-FP32 ``[N, D]``: what :meth:`~caloreco.clustering.model_clustering.ModelClusterer.cluster_events`
+FP32 ``[N, D]`` (and, for a network with an energy head, ``ENERGY_FACTOR`` FP32 ``[N]``,
+the per-hit energy-correction factor): what :meth:`~caloreco.clustering.model_clustering.ModelClusterer.cluster_events`
 gives for the same hits.
 
 Why three models: kernel-map building (sort, ``searchsorted``, ``unique``) has no ONNX
@@ -86,8 +87,9 @@ HIT_POSITION = "hit_position"
 #: Pre-processing output and post-processing input: the hits' x, y, z [cm]
 #: (``model_clustering.hit_xyz``) for the left-over attachment.
 HIT_XYZ = "hit_xyz"
-#: Network outputs.
+#: Network outputs (a network with an energy head adds ``ENERGY_OUTPUT``).
 NETWORK_OUTPUTS = ("coords", "beta")
+ENERGY_OUTPUT = "energy_factor"
 
 _NAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _TYPES = {np.dtype(np.float32): "TYPE_FP32", np.dtype(np.int64): "TYPE_INT64"}
@@ -242,14 +244,17 @@ class NetworkRunner:
         path: ``model.pt`` or ``model.onnx``.
         input_names: the network inputs in call order.
         device: ``"cpu"`` or ``"cuda:N"`` (TorchScript only; ONNX runs on the CPU).
+        output_names: the network outputs in order (default :data:`NETWORK_OUTPUTS`; a
+            network with an energy head adds :data:`ENERGY_OUTPUT`).
     """
 
     def __init__(self, path: str | Path, input_names: Sequence[str], *,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", output_names: Sequence[str] = NETWORK_OUTPUTS) -> None:
         import torch
 
         self.path = Path(path)
         self.input_names = list(input_names)
+        self.output_names = list(output_names)
         self.onnx = self.path.suffix == ".onnx"
         if self.onnx:
             from caloreco.serving.export import onnx_session
@@ -264,23 +269,25 @@ class NetworkRunner:
     def from_parameters(cls, params: Mapping[str, str], version_dir: str | Path, *,
                         device: str = "cpu") -> "NetworkRunner":
         return cls(Path(version_dir) / params["model_file"], json.loads(params["input_names"]),
-                   device=device)
+                   device=device, output_names=json.loads(params.get(
+                       "output_names", json.dumps(list(NETWORK_OUTPUTS)))))
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """``{"coords": [N, D], "beta": [N]}`` (float32) for the inputs in call order."""
+        """``{"coords": [N, D], "beta": [N]}`` (and ``"energy_factor": [N]``), float32, for
+        the inputs in call order."""
         import torch
 
         if len(arrays) != len(self.input_names):
             raise InvalidDataError(f"the network takes {len(self.input_names)} inputs "
                                    f"{self.input_names}, got {len(arrays)}")
         if self.onnx:
-            outs = self.session.run(list(NETWORK_OUTPUTS), dict(zip(self.input_names, arrays)))
+            outs = self.session.run(self.output_names, dict(zip(self.input_names, arrays)))
         else:
             with torch.no_grad():
                 res = self.module(*(torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
                                     for a in arrays))
             outs = [t.float().cpu().numpy() for t in res]
-        return {name: np.asarray(o, dtype=np.float32) for name, o in zip(NETWORK_OUTPUTS, outs)}
+        return {name: np.asarray(o, dtype=np.float32) for name, o in zip(self.output_names, outs)}
 
 
 class Postprocessor:
@@ -318,9 +325,10 @@ class Postprocessor:
                    int(params.get("attach_passes", "1")))
 
     def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray,
-                 hit_position: np.ndarray | None = None, hit_xyz: np.ndarray | None = None
-                 ) -> dict[str, np.ndarray]:
-        """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``;
+                 hit_position: np.ndarray | None = None, hit_xyz: np.ndarray | None = None,
+                 energy_factor: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``, and
+        ``"ENERGY_FACTOR": float32 [N]`` (passed through) when ``energy_factor`` is given;
         ``hit_position`` [N, 3] is used when ``r_max`` is set, ``hit_xyz`` [N, 3] when
         ``attach_r`` is."""
         import torch
@@ -344,7 +352,10 @@ class Postprocessor:
                                t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
                                r_max=self.r_max, positions=pos, attach_r=self.attach_r,
                                attach_passes=self.attach_passes, xyz=xyz)
-        return {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
+        out = {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
+        if energy_factor is not None:
+            out["ENERGY_FACTOR"] = np.asarray(energy_factor, dtype=np.float32)
+        return out
 
 
 def config_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
@@ -580,7 +591,7 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
         outs = frozen(*example)
     inputs = [_spec("features", example[0]),
               *(_spec(n, t) for n, t in zip(frozen.names, example[1:]))]
-    outputs = [_spec(n, t) for n, t in zip(NETWORK_OUTPUTS, outs)]
+    outputs = [_spec(n, t) for n, t in zip(frozen.output_names, outs)]
     pre, net, post = f"{name}_preprocess", f"{name}_network", f"{name}_postprocess"
 
     repo.parent.mkdir(parents=True, exist_ok=True)
@@ -609,7 +620,8 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                      "(ONNX) in the Python backend: pre-processed hits -> clustering "
                      "coordinates and beta.", inputs, outputs,
                 {"model_file": "model.onnx" if fmt == "onnx" else "model.pt",
-                 "input_names": json.dumps([s.name for s in inputs])}, kind="KIND_AUTO"))
+                 "input_names": json.dumps([s.name for s in inputs]),
+                 "output_names": json.dumps([s.name for s in outputs])}, kind="KIND_AUTO"))
         else:
             (tmp / net / "config.pbtxt").write_text(network_config(
                 net, platform, [by_name[v].renamed(k) for k, v in net_in.items()],
@@ -629,7 +641,8 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
              "encoding": json.dumps(encoding.to_dict()), "map_names": json.dumps(map_names),
              "hit_columns": json.dumps(list(RAW_HIT_COLUMNS))}))
         results = [TensorSpec("CLUSTER_ID", "TYPE_INT64", (-1,)),
-                   outputs[1].renamed("BETA"), outputs[0].renamed("COORDS")]
+                   outputs[1].renamed("BETA"), outputs[0].renamed("COORDS"),
+                   *(s.renamed("ENERGY_FACTOR") for s in outputs[2:])]
         _write_python_model(tmp / post, "postprocess.py", python_config(
             post, "Network outputs -> cluster id per hit: object condensation (points with "
                   "beta > t_beta, hits within t_d of them, and within r_max [cm] of them in "

@@ -9,7 +9,8 @@ onnxruntime for an ONNX file) installed. On a GPU instance the TorchScript netwo
 that GPU.
 
 Inputs: ``features`` and the map tensors of the pre-processing. Outputs: ``coords`` FP32
-[N, D], ``beta`` FP32 [N].
+[N, D], ``beta`` FP32 [N] (and ``energy_factor`` FP32 [N] for a network with an energy
+head).
 """
 
 import json

@@ -7,8 +7,9 @@ Written by ``caloreco export --triton-repo``. The work is done by
 Python environment needs caloreco (and torch) installed.
 
 Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N],
-``hit_position`` FP32 [N, 3], ``hit_xyz`` FP32 [N, 3]. Outputs:
-``CLUSTER_ID`` INT64 [N] (-1 = noise), ``BETA`` FP32 [N], ``COORDS`` FP32 [N, D].
+``hit_position`` FP32 [N, 3], ``hit_xyz`` FP32 [N, 3] (and ``energy_factor`` FP32 [N] from a
+network with an energy head). Outputs: ``CLUSTER_ID`` INT64 [N] (-1 = noise), ``BETA`` FP32
+[N], ``COORDS`` FP32 [N, D] (and ``ENERGY_FACTOR`` FP32 [N], passed through).
 """
 
 import json
@@ -29,4 +30,4 @@ class TritonPythonModel:
     def execute(self, requests):
         return self.respond(pb_utils, requests, lambda read: self.postprocessor(
             read("coords"), read("beta"), read("hit_event"), read("hit_position"),
-            read("hit_xyz")))
+            read("hit_xyz"), read("energy_factor")))
