@@ -186,7 +186,9 @@ class ModelClusterer:
     @property
     def has_energy_head(self) -> bool:
         """Whether the network also predicts a per-hit energy-correction factor."""
-        return bool(getattr(getattr(self.model, "config", None), "energy_head", False))
+        from caloreco.models.registry import has_energy_head
+
+        return has_energy_head(self.model)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -209,16 +209,17 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
 
     Returns:
         Scalar tensors ``attractive``, ``repulsive``, ``coward``, ``noise`` (already times
-        ``s_b``), with ``pair_margin`` also ``pair``, and ``loss``, their plain sum. A term without entries (no objects, no noise,
-        no hits) is an exact 0 that stays attached to the graph.
+        ``s_b``), with ``pair_margin`` also ``pair``, and ``loss``, their plain sum. A term
+        without entries (no objects, no noise, no hits) is an exact 0 that stays attached
+        to the graph.
 
     Shapes:
         beta ``[N]``, x ``[N, D]``, object_id ``[N]`` int, batch ``[N]`` int, weights ``[N]``.
 
     Raises:
         ConfigError: ``q_min <= 0``, ``s_b < 0``, an unknown ``norm`` or ``repulsion``, a
-            bad ``r_local`` or ``pair_margin``, only one of ``positions`` and ``r_local``, or ``r_local`` with
-            ``repulsion="groups"``.
+            bad ``r_local`` or ``pair_margin``, only one of ``positions`` and ``r_local``, or
+            ``r_local`` with ``repulsion="groups"``.
         InvalidDataError: shapes or dtypes that do not match ``beta``.
     """
     _check_options(q_min, s_b, norm, repulsion)
@@ -359,7 +360,8 @@ def condensation_loss(beta: Tensor, x: Tensor, object_id: Tensor, batch: Tensor 
     return terms
 
 
-def _pair_repulsion(x: Tensor, alpha: Tensor, table: Tensor, margin: float, norm: str, positions: Tensor | None, r_local: float | None) -> Tensor:
+def _pair_repulsion(x: Tensor, alpha: Tensor, table: Tensor, margin: float, norm: str,
+                    positions: Tensor | None, r_local: float | None) -> Tensor:
     """``V^pair`` (module docstring) from the padded per-event object table ``[B, K_max]``."""
     valid = table >= 0
     a = alpha[table.clamp(min=0)]                     # [B, K_max] point hit index

@@ -50,3 +50,8 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
         return cls(cfg_cls(**cfg))
     except TypeError as exc:
         raise ConfigError(f"bad configuration for model '{name}': {exc}") from None
+
+
+def has_energy_head(model: nn.Module) -> bool:
+    """Whether ``model`` also predicts a per-hit energy-correction factor (third output)."""
+    return bool(getattr(getattr(model, "config", None), "energy_head", False))

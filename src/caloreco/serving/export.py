@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from caloreco.errors import ConfigError, MissingDependencyError
+from caloreco.models.registry import has_energy_head
+from caloreco.serving.protocol import ENERGY_OUTPUT, NETWORK_OUTPUTS
 from caloreco.sparse import Conv3d
 from caloreco.sparse.manager import CoordinateManager
 from caloreco.utils.atomic import atomic_path
@@ -61,8 +63,7 @@ class FrozenNetwork(nn.Module):
             raise ConfigError(f"{type(model).__name__} cannot be split into pre-processing and "
                               f"network (needs prepare/build_maps/run)")
         self.names = map_names(model)
-        head = bool(getattr(getattr(model, "config", None), "energy_head", False))
-        self.output_names = ("coords", "beta", "energy_factor") if head else ("coords", "beta")
+        self.output_names = NETWORK_OUTPUTS + ((ENERGY_OUTPUT,) if has_energy_head(model) else ())
         self.model = copy.deepcopy(model).cpu().eval()
         for m in self.model.modules():
             if isinstance(m, Conv3d):

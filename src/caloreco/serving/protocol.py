@@ -54,6 +54,9 @@ BETA = "BETA"
 COORDS = "COORDS"
 #: per-hit energy-correction factor (models with an energy head only)
 ENERGY_FACTOR = "ENERGY_FACTOR"
+#: outputs of the exported network (a network with an energy head adds ``ENERGY_OUTPUT``)
+NETWORK_OUTPUTS: tuple[str, ...] = ("coords", "beta")
+ENERGY_OUTPUT = "energy_factor"
 
 #: The one version of every served model.
 MODEL_VERSION = "1"

@@ -60,6 +60,7 @@ import numpy as np
 
 from caloreco.errors import ConfigError, InvalidDataError, MissingDependencyError
 from caloreco.models.encoding import REQUIRED_COLUMNS
+from caloreco.serving.protocol import NETWORK_OUTPUTS
 
 if TYPE_CHECKING:
     import torch
@@ -87,9 +88,6 @@ HIT_POSITION = "hit_position"
 #: Pre-processing output and post-processing input: the hits' x, y, z [cm]
 #: (``model_clustering.hit_xyz``) for the left-over attachment.
 HIT_XYZ = "hit_xyz"
-#: Network outputs (a network with an energy head adds ``ENERGY_OUTPUT``).
-NETWORK_OUTPUTS = ("coords", "beta")
-ENERGY_OUTPUT = "energy_factor"
 
 _NAME_RULE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _TYPES = {np.dtype(np.float32): "TYPE_FP32", np.dtype(np.int64): "TYPE_INT64"}
@@ -244,8 +242,8 @@ class NetworkRunner:
         path: ``model.pt`` or ``model.onnx``.
         input_names: the network inputs in call order.
         device: ``"cpu"`` or ``"cuda:N"`` (TorchScript only; ONNX runs on the CPU).
-        output_names: the network outputs in order (default :data:`NETWORK_OUTPUTS`; a
-            network with an energy head adds :data:`ENERGY_OUTPUT`).
+        output_names: the network outputs in order (default :data:`~caloreco.serving.protocol.NETWORK_OUTPUTS`; a
+            network with an energy head adds ``"energy_factor"``).
     """
 
     def __init__(self, path: str | Path, input_names: Sequence[str], *,
