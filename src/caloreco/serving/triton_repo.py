@@ -242,8 +242,8 @@ class NetworkRunner:
         path: ``model.pt`` or ``model.onnx``.
         input_names: the network inputs in call order.
         device: ``"cpu"`` or ``"cuda:N"`` (TorchScript only; ONNX runs on the CPU).
-        output_names: the network outputs in order (default :data:`~caloreco.serving.protocol.NETWORK_OUTPUTS`; a
-            network with an energy head adds ``"energy_factor"``).
+        output_names: the network outputs in order (default ``NETWORK_OUTPUTS`` of
+            :mod:`caloreco.serving.protocol`; an energy head adds ``"energy_factor"``).
     """
 
     def __init__(self, path: str | Path, input_names: Sequence[str], *,
