@@ -51,9 +51,16 @@ from caloreco.training.data import cluster_weights
 
 
 #: Condensation thresholds of the clustering stage: the checkpoint's when one is given.
-THRESHOLDS: dict[str, Any] = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None}
+THRESHOLDS: dict[str, Any] = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None,
+                              "position_scale": None}
 #: Left-over attachment of the clustering stage: the checkpoint's when one is given.
 ATTACH: dict[str, Any] = {"attach_r": None, "attach_passes": 1}
+
+
+def uses_positions() -> bool:
+    """Whether the clustering stage reads the hits' projected positions (locality cut or
+    detector term)."""
+    return THRESHOLDS["r_max"] is not None or THRESHOLDS["position_scale"] is not None
 
 
 def cluster(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
@@ -192,7 +199,7 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
         feats = stage_arrays([enc.features(h) for h in chunk], device)
         pts = stage_arrays([enc.points(h) for h in chunk], device)
         pos = (stage_arrays([enc.projected_positions(h) for h in chunk], device)
-               if THRESHOLDS["r_max"] is not None else None)
+               if uses_positions() else None)
         xyz = stage_arrays([hit_xyz(h) for h in chunk], device)
         t_enc = time.perf_counter() - t0
         for use_amp in ([False, True] if amp and device.type == "cuda" else [False]):
@@ -295,7 +302,7 @@ def main() -> None:
             t_net, out = timed(lambda: model.run(f, mgr), device, args.repeat)
             coords, beta = out[0], out[1]
             pos = (torch.from_numpy(enc.projected_positions(hits)).to(device)
-                   if THRESHOLDS["r_max"] is not None else None)
+                   if uses_positions() else None)
             xyz = torch.from_numpy(hit_xyz(hits)).to(device)
             t_cl, _ = timed(lambda: cluster(beta, coords, None, pos, xyz), device, args.repeat)
             t_plain, _ = timed(lambda: condensation_clustering(

@@ -65,7 +65,7 @@ def main() -> None:
     pts = torch.from_numpy(np.concatenate([enc.points(h) for h in events])).to(device)
     batch = torch.repeat_interleave(torch.arange(args.batch), args.hits).to(device)
     pos = (torch.from_numpy(np.concatenate([enc.projected_positions(h) for h in events])).to(device)
-           if clustering["r_max"] is not None else None)
+           if bench_spvcnn.uses_positions() else None)
     xyz = torch.from_numpy(np.concatenate([hit_xyz(h) for h in events])).to(device)
     print(f"clustering: {clustering}, {bench_spvcnn.ATTACH}")
 

@@ -1,14 +1,16 @@
 """Choose the condensation thresholds (t_beta, t_d) of a trained model on validation events.
 
-Runs the network once per event, re-clusters for every (assign, r_max, attach, t_beta, t_d) of the
-grid (``assign``: hits to the first or to the nearest condensation point within t_d;
-``r_max``: the locality cut in cm on the hits' projected positions, ``none`` for none;
+Runs the network once per event, re-clusters for every (assign, r_max, scale, attach, t_beta,
+t_d) of the grid (``assign``: hits to the first or to the nearest condensation point within
+t_d; ``r_max``: the locality cut in cm on the hits' projected positions, ``none`` for none;
+``scale``: the detector term's ``position_scale`` in cm, ``none`` for none;
 ``attach``: the left-over attachment, radius in cm and passes) and prints the
 energy-weighted PQ (and mIoU in brackets); the best PQ is the model's operating point (stored in the
 shipped checkpoint). Select on a validation set, report on another seed.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/select_thresholds.py --model RUN/last.pt
---data runs/data/val --events 30 [--assign nearest --r-max none,8,10 --attach none,4:3]``.
+--data runs/data/val --events 30 [--assign nearest --r-max none,8,10 --position-scale none,10
+--attach none,4:3]``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import json
 import numpy as np
 import torch
 
-from caloreco.clustering.attach import attach_leftovers
-from caloreco.clustering.condensation import condensation_clustering
-from caloreco.clustering.model_clustering import hit_xyz
+from caloreco.clustering.model_clustering import condense_outputs, hit_xyz
 from caloreco.metrics import ClusteringEvaluator
 from caloreco.training.checkpoint import load_checkpoint
 from caloreco.training.data import EncodedEvents, collate
@@ -40,6 +40,9 @@ def main() -> None:
                    help="comma list of hit-to-point rules to scan (default first,nearest)")
     p.add_argument("--r-max", default="none",
                    help="comma list of locality cuts [cm] to scan, 'none' for none (default none)")
+    p.add_argument("--position-scale", default="none",
+                   help="comma list of detector-term scales [cm] to scan, 'none' for none "
+                        "(default none)")
     p.add_argument("--attach", default="none",
                    help="comma list of left-over attachments RADIUS_CM:PASSES (e.g. 3:3,4:3) to "
                         "scan, 'none' for none (default none)")
@@ -60,30 +63,34 @@ def main() -> None:
     table = []
     modes = [m.strip() for m in args.assign.split(",") if m.strip()]
     cuts = [None if c.strip() == "none" else float(c) for c in args.r_max.split(",") if c.strip()]
+    scales = [None if c.strip() == "none" else float(c)
+              for c in args.position_scale.split(",") if c.strip()]
     attaches = [None if a.strip() == "none" else (float(a.split(":")[0]), int(a.split(":")[1]))
                 for a in args.attach.split(",") if a.strip()]
     t_betas = [float(t) for t in args.t_beta.split(",")]
     t_ds = [float(t) for t in args.t_d.split(",")]
-    for assign, r_max, att, tb, td in itertools.product(modes, cuts, attaches, t_betas, t_ds):
+    for assign, r_max, scale, att, tb, td in itertools.product(modes, cuts, scales, attaches,
+                                                                t_betas, t_ds):
         ev = ClusteringEvaluator()
         for b, coords, beta, pos, xyz in outs:
-            pred = condensation_clustering(beta, coords, t_beta=tb, t_d=td, assign=assign,
-                                           positions=None if r_max is None else pos, r_max=r_max)
-            if att is not None:
-                pred = attach_leftovers(pred, xyz, None, radius=att[0], passes=att[1])
+            pred = condense_outputs(beta, coords, None, t_beta=tb, t_d=td, assign=assign,
+                                    r_max=r_max, positions=pos, position_scale=scale,
+                                    attach_r=None if att is None else att[0],
+                                    attach_passes=1 if att is None else att[1], xyz=xyz)
             ev.add(b["target"].numpy(), pred.numpy(), b["energy"].numpy())
         r = ev.result()
-        table.append({"assign": assign, "r_max": r_max,
+        table.append({"assign": assign, "r_max": r_max, "position_scale": scale,
                       "attach_r": None if att is None else att[0],
                       "attach_passes": 1 if att is None else att[1], "t_beta": tb, "t_d": td,
                       "pq": r["pq"], "miou": r["miou"], "sq": r["sq"], "rq": r["rq"]})
     best = max(table, key=lambda r: r["pq"])
-    for assign, r_max, att, tb in itertools.product(modes, cuts, attaches, t_betas):
-        key = (assign, r_max, None if att is None else att[0], tb)
-        print(f"{assign} r_max {r_max} attach {'none' if att is None else '%g:%d' % att} "
-              f"t_beta {tb}: " + "  ".join(
+    for assign, r_max, scale, att, tb in itertools.product(modes, cuts, scales, attaches, t_betas):
+        key = (assign, r_max, scale, None if att is None else att[0], tb)
+        print(f"{assign} r_max {r_max} scale {scale} "
+              f"attach {'none' if att is None else '%g:%d' % att} t_beta {tb}: " + "  ".join(
                   f"t_d {r['t_d']}: {r['pq']:.3f} ({r['miou']:.3f})" for r in table
-                  if (r["assign"], r["r_max"], r["attach_r"], r["t_beta"]) == key
+                  if (r["assign"], r["r_max"], r["position_scale"], r["attach_r"],
+                      r["t_beta"]) == key
                   and (att is None or r["attach_passes"] == att[1])))
     print(f"best: {best}")
     if args.json:

@@ -42,9 +42,11 @@ def test_train_then_cluster_with_the_run_and_resume(dtau_dataset, tmp_path, caps
     assert entry(args + ["--resume"]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert entry(["cluster", "--data", str(dtau_dataset), "--model", str(run), "--out",
-                  str(tmp_path / "c"), "--t-d", "0.5", "--r-max", "9"]) == 0
+                  str(tmp_path / "c"), "--t-d", "0.5", "--r-max", "9",
+                  "--position-scale", "12"]) == 0
     summary = json.loads((tmp_path / "c" / "clusters.json").read_text())
     assert summary["t_d"] == 0.5 and summary["r_max"] == 9.0
+    assert summary["position_scale"] == 12.0
 
 
 def test_export_torchscript(tmp_path, capsys):

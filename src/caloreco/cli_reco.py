@@ -67,7 +67,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       pair_margin=args.pair_margin,
                       init=args.init, workers=args.workers, trainable=args.trainable or [],
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max,
-                      attach_r=args.attach_radius, attach_passes=args.attach_passes)
+                      attach_r=args.attach_radius, attach_passes=args.attach_passes,
+                      position_scale=args.position_scale)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -105,7 +106,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     job = ClusterJob.create(args.out, args.model, device=args.device,
                             batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d,
                             assign=args.assign, r_max=args.r_max,
-                            attach_r=args.attach_radius, attach_passes=args.attach_passes)
+                            attach_r=args.attach_radius, attach_passes=args.attach_passes,
+                            position_scale=args.position_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
@@ -310,6 +312,9 @@ def add_commands(sub: Any) -> None:
                    help="left-over attachment of the validation clustering [cm] (default none)")
     t.add_argument("--attach-passes", type=_positive_int, default=1, metavar="N",
                    help="repetitions of that attachment (default 1)")
+    t.add_argument("--position-scale", type=float, default=None, metavar="CM",
+                   help="detector term of the validation clustering [cm per clustering unit] "
+                        "(default none)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")
@@ -345,6 +350,10 @@ def add_commands(sub: Any) -> None:
                         "clustered hit within CM in x, y, z (default: the model's; inf: none)")
     c.add_argument("--attach-passes", type=_positive_int, default=None, metavar="N",
                    help="repetitions of the attachment (default: the model's)")
+    c.add_argument("--position-scale", type=float, default=None, metavar="CM",
+                   help="detector term: distances to a condensation point also count the "
+                        "front-face distance over CM (1 cm = 1/CM clustering units; default: "
+                        "the model's; inf: none)")
     _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 

@@ -1,4 +1,5 @@
-"""ModelClusterer's locality cut: stored in checkpoints, applied alike by every path."""
+"""ModelClusterer's locality cut, detector term and attachment: stored in checkpoints,
+applied alike by every path."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_cut_from_the_checkpoint_equals_condensation_with_positions(untrained, e
     c = ModelClusterer.from_checkpoint(path)
     assert (c.t_beta, c.t_d, c.assign, c.r_max) == (T_BETA, T_D, "nearest", R_MAX)
     assert c.clustering_record() == {"t_beta": T_BETA, "t_d": T_D, "assign": "nearest",
-                                     "r_max": R_MAX, "attach_r": None, "attach_passes": 1}
+                                     "r_max": R_MAX, "attach_r": None, "attach_passes": 1,
+                                     "position_scale": None}
     preds = c.cluster_events(events, batch_size=2)
     plain = ModelClusterer.from_checkpoint(path, r_max=math.inf)  # inf: the cut switched off
     assert plain.r_max is None
@@ -125,6 +127,58 @@ def test_attachment_equals_condensation_then_attach(untrained, events) -> None:
     with pytest.raises(ConfigError, match="x, y, z"):
         c.condense(torch.from_numpy(preds[0].beta), torch.from_numpy(preds[0].coords), None,
                    torch.from_numpy(HitEncoding().projected_positions(events[0].hits)))
+
+
+def test_detector_term_by_hand() -> None:
+    """Two hits at the same clustering coordinates but 30 cm apart in the detector: one
+    cluster without the detector term, two with it (30 cm / 10 cm = 3 units > t_d)."""
+    from caloreco.clustering.model_clustering import condense_outputs
+
+    beta = torch.tensor([0.9, 0.8, 0.1])
+    coords = torch.zeros(3, 2)
+    pos = torch.tensor([[0.0, 0.0, 320.0], [30.0, 0.0, 320.0], [1.0, 0.0, 320.0]])
+    kw = {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "positions": pos}
+    assert condense_outputs(beta, coords, None, **kw).tolist() == [0, 0, 0]
+    assert condense_outputs(beta, coords, None, **kw, position_scale=10.0).tolist() == [0, 1, 0]
+    with pytest.raises(ConfigError, match="projected positions"):
+        condense_outputs(beta, coords, None, t_beta=0.5, t_d=0.7, position_scale=10.0)
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="position_scale must be a finite number > 0"):
+            condense_outputs(beta, coords, None, **kw, position_scale=bad)
+
+
+def test_detector_term_equals_condensation_in_extended_coordinates(untrained, events,
+                                                                    tmp_path) -> None:
+    path, _ = untrained
+    scale = 5.0
+    c = ModelClusterer.from_checkpoint(path, r_max=math.inf, position_scale=scale)
+    assert c.r_max is None and c.clustering_record()["position_scale"] == scale
+    assert ModelClusterer.from_checkpoint(path, position_scale=math.inf).position_scale is None
+    preds = c.cluster_events(events, batch_size=2)
+    plain = ModelClusterer.from_checkpoint(path, r_max=math.inf).cluster_events(events)
+    differ = 0
+    for e, p, q in zip(events, preds, plain):
+        pos = torch.from_numpy(HitEncoding().projected_positions(e.hits))
+        ref = condensation_clustering(torch.from_numpy(p.beta),
+                                      torch.cat([torch.from_numpy(p.coords), pos / scale], 1),
+                                      t_beta=T_BETA, t_d=T_D, assign="nearest")
+        np.testing.assert_array_equal(p.cluster_id, ref.numpy())
+        differ += int((p.cluster_id != q.cluster_id).sum())
+    assert differ > 0  # the term changes the clustering of the untrained network
+    # the rescan keeps it; the batch job records it and applies it
+    method = CondensationMethod("net", c)
+    for a, b in zip(method.cluster(events), method.rescan(T_BETA, T_D)):
+        np.testing.assert_array_equal(a, b)
+    assert method.details()["position_scale"] == scale
+    job = ClusterJob.create(tmp_path / "a", path, position_scale=scale)
+    assert job.identity(Path("x"))["position_scale"] == scale
+    assert ClusterJob.create(tmp_path / "b", path).identity(Path("x"))["position_scale"] is None
+    with job._clusterer() as jc:
+        assert jc.position_scale == scale
+    with pytest.raises(ConfigError, match="detector term"):
+        c.predict_tensors(torch.from_numpy(c.encoding.features(events[0].hits)),
+                          torch.from_numpy(c.encoding.points(events[0].hits)),
+                          torch.zeros(events[0].n_hits, dtype=torch.int64))
 
 
 def test_stage_arrays_concatenates_for_the_device():

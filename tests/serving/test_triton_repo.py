@@ -348,6 +348,35 @@ def test_postprocess_locality_cut_from_parameters(onnx_repo):
         Postprocessor(0.5, 0.6, "first", -2.0)
 
 
+def test_postprocess_detector_term_from_parameters(onnx_repo):
+    from caloreco.clustering.model_clustering import condense_outputs
+    from caloreco.serving.triton_repo import Postprocessor
+
+    text = (onnx_repo / "caloreco_postprocess" / "config.pbtxt").read_text()
+    assert 'key: "position_scale"' in text
+    g = torch.Generator().manual_seed(2)
+    coords, beta = torch.rand(200, 3, generator=g) * 2, torch.rand(200, generator=g)
+    pos = torch.rand(200, 3, generator=g) * 30
+    hit_event = np.repeat([0, 1], 100)
+    params = {"t_beta": "0.5", "t_d": "0.9", "assign": "nearest", "r_max": "12.0"}
+    post = Postprocessor.from_parameters({**params, "position_scale": "10.0"})
+    assert post.position_scale == 10.0
+    ref = condense_outputs(beta, coords, torch.from_numpy(hit_event), t_beta=0.5, t_d=0.9,
+                           assign="nearest", r_max=12.0, positions=pos, position_scale=10.0)
+    got = post(coords.numpy(), beta.numpy(), hit_event, pos.numpy())["CLUSTER_ID"]
+    np.testing.assert_array_equal(got, ref.numpy())
+    plain = Postprocessor.from_parameters({**params, "position_scale": "none"})
+    assert plain.position_scale is None
+    assert (plain(coords.numpy(), beta.numpy(), hit_event, pos.numpy())["CLUSTER_ID"]
+            != got).any()
+    only_term = Postprocessor.from_parameters({**params, "r_max": "none",
+                                               "position_scale": "10.0"})
+    with pytest.raises(InvalidDataError, match="detector term .* needs the 'hit_position'"):
+        only_term(coords.numpy(), beta.numpy(), hit_event)
+    with pytest.raises(ConfigError, match="position_scale must be a finite number > 0"):
+        Postprocessor(0.5, 0.6, "first", None, None, 1, 0.0)
+
+
 def test_energy_head_factor_flows_through_the_ensemble(tmp_path, dtau_events, monkeypatch):
     """A network with an energy head: the ONNX graph has a third output, the ensemble
     returns ENERGY_FACTOR equal to in-process clustering's factor; the Python-backend

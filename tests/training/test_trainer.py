@@ -95,7 +95,8 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
     shipped = ship_checkpoint(tmp_path / "base" / "last.pt", tmp_path / "shipped.pt")  # float16
     base = load_checkpoint(shipped)
     tuned = Trainer(_cfg(dtau_dataset, tmp_path / "tuned", epochs=1, seed=7,
-                         init=str(shipped), assign="nearest", t_beta=0.5, r_max=12.0))
+                         init=str(shipped), assign="nearest", t_beta=0.5, r_max=12.0,
+                         position_scale=10.0))
     # fresh optimiser and schedule, but the weights of the checkpoint (float16 -> float32)
     assert tuned.global_step == 0 and tuned.epoch == 0
     for name, value in tuned.model.state_dict().items():
@@ -104,14 +105,17 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
             torch.testing.assert_close(value, base.state_dict[name], msg=name)
     tuned.fit()
     last = load_checkpoint(tmp_path / "tuned" / "last.pt")
-    # the validation clustering (with the locality cut) is the checkpoint's clustering record
+    # the validation clustering (with the locality cut and the detector term) is the
+    # checkpoint's clustering record
     assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 12.0,
-                               "attach_r": None, "attach_passes": 1}
+                               "attach_r": None, "attach_passes": 1, "position_scale": 10.0}
     with open(tmp_path / "tuned" / "metrics.csv", newline="") as fh:
         val = [row for row in csv.DictReader(fh) if row["kind"] == "val"]
     assert val and all(0.0 <= float(row["pq"]) <= 1.0 for row in val)
     with pytest.raises(ConfigError, match="r_max must be a finite number > 0"):
         Trainer(_cfg(dtau_dataset, tmp_path / "z", r_max=-1.0))
+    with pytest.raises(ConfigError, match="position_scale must be a finite number > 0"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "z", position_scale=0.0))
     with pytest.raises(ConfigError, match="another model configuration"):
         Trainer(_cfg(dtau_dataset, tmp_path / "x", model_options={"cr": 0.25}, init=str(shipped)))
     with pytest.raises(InputFileError, match="does not exist"):
@@ -127,7 +131,7 @@ def test_validation_clustering_with_attachment_is_recorded(dtau_dataset, tmp_pat
     trainer.fit()
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 10.0,
-                               "attach_r": 5.0, "attach_passes": 3}
+                               "attach_r": 5.0, "attach_passes": 3, "position_scale": None}
     from caloreco.clustering.model_clustering import ModelClusterer
 
     clusterer = ModelClusterer.from_checkpoint(tmp_path / "run" / "last.pt")

@@ -55,6 +55,8 @@ class ClusterJob:
         r_max: the locality cut in use [cm] (the model's unless overridden), None: none.
         attach_r, attach_passes: the left-over attachment in use (the model's unless
             overridden), None: none.
+        position_scale: the detector term in use [cm] (the model's unless overridden),
+            None: none.
     """
 
     out: Path
@@ -68,6 +70,7 @@ class ClusterJob:
     r_max: float | None = None
     attach_r: float | None = None
     attach_passes: int = 1
+    position_scale: float | None = None
     name: str = "cluster"
 
     @classmethod
@@ -75,10 +78,12 @@ class ClusterJob:
                batch_size: int = 1, t_beta: float | None = None,
                t_d: float | None = None, assign: str | None = None,
                r_max: float | None = None, attach_r: float | None = None,
-               attach_passes: int | None = None) -> "ClusterJob":
+               attach_passes: int | None = None,
+               position_scale: float | None = None) -> "ClusterJob":
         """Resolve and hash the checkpoint, load it into this process's cache (which checks
         it and gives the thresholds in effect) and describe the job. ``r_max=math.inf``
-        (``attach_r=math.inf``) switches the model's locality cut (attachment) off.
+        (``attach_r=math.inf``, ``position_scale=math.inf``) switches the model's locality cut
+        (attachment, detector term) off.
 
         Raises:
             InputFileError: a missing or unreadable checkpoint.
@@ -89,17 +94,18 @@ class ClusterJob:
         path = checkpoint_file(model)
         clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d,
                                                    assign=assign, r_max=r_max, attach_r=attach_r,
-                                                   attach_passes=attach_passes)
+                                                   attach_passes=attach_passes,
+                                                   position_scale=position_scale)
         job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
                   batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign, clusterer.r_max,
-                  clusterer.attach_r, clusterer.attach_passes)
+                  clusterer.attach_r, clusterer.attach_passes, clusterer.position_scale)
         with cached(job._key(), lambda: clusterer):  # serial runs reuse it
             pass
         return job
 
     def _key(self) -> tuple[Any, ...]:
         return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign,
-                self.r_max, self.attach_r, self.attach_passes)
+                self.r_max, self.attach_r, self.attach_passes, self.position_scale)
 
     def _load(self) -> ModelClusterer:
         from caloreco.clustering.model_clustering import ModelClusterer
@@ -111,7 +117,10 @@ class ClusterJob:
                                               r_max=math.inf if self.r_max is None else self.r_max,
                                               attach_r=(math.inf if self.attach_r is None
                                                         else self.attach_r),
-                                              attach_passes=self.attach_passes)
+                                              attach_passes=self.attach_passes,
+                                              position_scale=(math.inf
+                                                              if self.position_scale is None
+                                                              else self.position_scale))
 
     def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
         return cached(self._key(), self._load)
@@ -120,7 +129,7 @@ class ClusterJob:
         return {"model_sha256": self.model_sha256, "device": self.device,
                 "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d,
                 "assign": self.assign, "r_max": self.r_max, "attach_r": self.attach_r,
-                "attach_passes": self.attach_passes}
+                "attach_passes": self.attach_passes, "position_scale": self.position_scale}
 
     def outputs(self, shard: Path) -> list[str]:
         return [shard.name]
@@ -155,6 +164,7 @@ def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
     summary: dict[str, Any] = {
         "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d, "assign": job.assign,
         "r_max": job.r_max, "attach_r": job.attach_r, "attach_passes": job.attach_passes,
+        "position_scale": job.position_scale,
         "n_events": sum(r.summary["n_events"] for r in ok),
         "n_hits": sum(r.summary["n_hits"] for r in ok),
         "seconds": seconds,

@@ -60,15 +60,43 @@ def stage_arrays(arrays: Sequence[np.ndarray], device: torch.device) -> torch.Te
     return out
 
 
+def check_position_scale(scale: float | None) -> float | None:
+    """A detector-term scale [cm per clustering-space unit] checked: finite and > 0, or None."""
+    if scale is not None and not (scale > 0 and math.isfinite(scale)):
+        raise ConfigError(f"position_scale must be a finite number > 0 [cm] (or none), got "
+                          f"{scale}")
+    return None if scale is None else float(scale)
+
+
+def with_detector_term(coords: torch.Tensor, positions: torch.Tensor,
+                       scale: float) -> torch.Tensor:
+    r"""Clustering coordinates extended by the hits' detector positions ``p`` over ``scale``:
+    ``[x, p / s]``, so that distances become
+
+    .. math:: d_{ij}^2 = \lVert x_i - x_j \rVert^2 + \lVert p_i - p_j \rVert^2 / s^2
+
+    (a hit 1 cm further from a condensation point in the detector counts as ``1 / s``
+    further in the clustering space)."""
+    return torch.cat([coords, positions.to(coords.device, coords.dtype) / scale], 1)
+
+
 def condense_outputs(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None, *,
                      t_beta: float, t_d: float, assign: str = "first",
                      r_max: float | None = None, positions: torch.Tensor | None = None,
                      attach_r: float | None = None, attach_passes: int = 1,
-                     xyz: torch.Tensor | None = None) -> torch.Tensor:
+                     xyz: torch.Tensor | None = None,
+                     position_scale: float | None = None) -> torch.Tensor:
     """Cluster ids from a network's outputs: condensation clustering (with the locality cut
-    on ``positions`` when ``r_max`` is set), then the left-over attachment on ``xyz`` when
-    ``attach_r`` is set. The one definition used by :class:`ModelClusterer` and the Triton
-    post-processing."""
+    on ``positions`` when ``r_max`` is set, and in the coordinates extended by the detector
+    term :func:`with_detector_term` when ``position_scale`` is set), then the left-over
+    attachment on ``xyz`` when ``attach_r`` is set. The one definition used by
+    :class:`ModelClusterer`, the trainer's validation and the Triton post-processing."""
+    check_position_scale(position_scale)
+    if (r_max is not None or position_scale is not None) and positions is None:
+        raise ConfigError("the locality cut (r_max) and the detector term (position_scale) "
+                          "need the hits' projected positions")
+    if position_scale is not None:
+        coords = with_detector_term(coords, positions, position_scale)
     cid = condensation_clustering(beta, coords, batch, t_beta=t_beta, t_d=t_d, assign=assign,
                                   positions=None if r_max is None else positions.to(beta.device),
                                   r_max=r_max)
@@ -139,12 +167,16 @@ class ModelClusterer:
             unassigned hits join the cluster of the nearest clustered hit within
             ``attach_r`` [cm] in the detector (:func:`hit_xyz`), ``attach_passes`` times;
             None or inf: none.
+        position_scale: detector term [cm per clustering-space unit]: condensation runs in
+            the coordinates extended by the projected positions over it
+            (:func:`with_detector_term`); None or inf: none.
         device: where the network runs.
     """
 
     def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
                  t_d: float = 0.7, assign: str = "first", r_max: float | None = None,
                  attach_r: float | None = None, attach_passes: int = 1,
+                 position_scale: float | None = None,
                  device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -156,6 +188,8 @@ class ModelClusterer:
         self.r_max = no_cut_is_none(r_max)
         self.attach_r = no_attach_is_none(attach_r, attach_passes)
         self.attach_passes = int(attach_passes)
+        self.position_scale = check_position_scale(
+            None if position_scale is None or math.isinf(position_scale) else position_scale)
         self.timings = Timings()
 
     @classmethod
@@ -163,11 +197,12 @@ class ModelClusterer:
                         t_beta: float | None = None, t_d: float | None = None,
                         assign: str | None = None, r_max: float | None = None,
                         attach_r: float | None = None, attach_passes: int | None = None,
+                        position_scale: float | None = None,
                         shipped: str = "spvcnn") -> "ModelClusterer":
         """Load a checkpoint file or run directory (default: the shipped ``shipped`` model);
-        thresholds, assignment rule, locality cut and left-over attachment default to the
-        checkpoint's clustering record (``r_max=math.inf``, ``attach_r=math.inf`` switch
-        recorded ones off)."""
+        thresholds, assignment rule, locality cut, left-over attachment and detector term
+        default to the checkpoint's clustering record (``r_max=math.inf``,
+        ``attach_r=math.inf``, ``position_scale=math.inf`` switch recorded ones off)."""
         from caloreco.training.checkpoint import load_checkpoint
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -181,7 +216,9 @@ class ModelClusterer:
                    r_max=ckpt.clustering.get("r_max") if r_max is None else r_max,
                    attach_r=ckpt.clustering.get("attach_r") if attach_r is None else attach_r,
                    attach_passes=int(ckpt.clustering.get("attach_passes", 1))
-                   if attach_passes is None else attach_passes)
+                   if attach_passes is None else attach_passes,
+                   position_scale=ckpt.clustering.get("position_scale")
+                   if position_scale is None else position_scale)
 
     @property
     def has_energy_head(self) -> bool:
@@ -200,7 +237,7 @@ class ModelClusterer:
                         xyz: torch.Tensor | None = None, *, return_energy: bool = False
                         ) -> tuple[torch.Tensor, ...]:
         """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events;
-        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` is set,
+        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` or ``position_scale`` is set,
         ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is. With ``return_energy`` a fourth
         entry: the energy-correction factor ``[N]`` of a model with an energy head, or
         None."""
@@ -232,6 +269,10 @@ class ModelClusterer:
         if self.r_max is not None and positions is None:
             raise ConfigError(f"this clusterer has a locality cut (r_max = {self.r_max} cm): "
                               f"it needs the hits' projected positions")
+        if self.position_scale is not None and positions is None:
+            raise ConfigError(f"this clusterer has a detector term (position_scale = "
+                              f"{self.position_scale} cm): it needs the hits' projected "
+                              f"positions")
         if self.attach_r is not None and xyz is None:
             raise ConfigError(f"this clusterer attaches left-over hits (attach_r = "
                               f"{self.attach_r} cm): it needs the hits' x, y, z")
@@ -249,19 +290,21 @@ class ModelClusterer:
                                 t_d=self.t_d if t_d is None else t_d, assign=self.assign,
                                 r_max=self.r_max, positions=positions,
                                 attach_r=self.attach_r, attach_passes=self.attach_passes,
-                                xyz=xyz)
+                                xyz=xyz, position_scale=self.position_scale)
 
     def clustering_record(self) -> dict[str, float | str | None]:
-        """Thresholds, rule, locality cut and attachment, as a checkpoint's clustering
-        record holds them."""
+        """Thresholds, rule, locality cut, attachment and detector term, as a checkpoint's
+        clustering record holds them."""
         return {"t_beta": self.t_beta, "t_d": self.t_d, "assign": self.assign, "r_max": self.r_max,
-                "attach_r": self.attach_r, "attach_passes": self.attach_passes}
+                "attach_r": self.attach_r, "attach_passes": self.attach_passes,
+                "position_scale": self.position_scale}
 
     def detector_inputs(self, hits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What the clustering needs besides the network outputs, for raw hits: projected
-        ``positions`` with a locality cut, ``xyz`` with the attachment (float32 [N, 3])."""
+        ``positions`` with a locality cut or a detector term, ``xyz`` with the attachment
+        (float32 [N, 3])."""
         out = {}
-        if self.r_max is not None:
+        if self.r_max is not None or self.position_scale is not None:
             out["positions"] = self.encoding.projected_positions(hits)
         if self.attach_r is not None:
             out["xyz"] = hit_xyz(hits)

@@ -89,7 +89,9 @@ class ServedModel:
                   "t_d": str(self.clusterer.t_d), "assign": self.clusterer.assign,
                   "r_max": "none" if self.clusterer.r_max is None else str(self.clusterer.r_max),
                   "attach_r": "none" if self.clusterer.attach_r is None else str(self.clusterer.attach_r),
-                  "attach_passes": str(self.clusterer.attach_passes)}
+                  "attach_passes": str(self.clusterer.attach_passes),
+                  "position_scale": ("none" if self.clusterer.position_scale is None
+                                     else str(self.clusterer.position_scale))}
         return {"name": self.name, "platform": self.platform, "backend": "caloreco", "max_batch_size": 0,
                 "input": [s.config() for s in INPUTS], "output": [s.config() for s in self.outputs],
                 "dynamic_batching": {"max_queue_delay_microseconds": round(b.max_queue_delay_s * 1e6)},

@@ -297,38 +297,45 @@ class Postprocessor:
         assign: hit-to-point rule, ``"first"`` or ``"nearest"``.
         r_max: locality cut [cm] on the hits' projected positions; None: none.
         attach_r, attach_passes: left-over attachment [cm] on the hits' x, y, z; None: none.
+        position_scale: detector term [cm per clustering unit] on the hits' projected
+            positions; None: none.
     """
 
     def __init__(self, t_beta: float, t_d: float, assign: str = "first",
                  r_max: float | None = None, attach_r: float | None = None,
-                 attach_passes: int = 1) -> None:
+                 attach_passes: int = 1, position_scale: float | None = None) -> None:
         from caloreco.clustering.attach import check_attach
         from caloreco.clustering.condensation import check_assign, check_r_max
+        from caloreco.clustering.model_clustering import check_position_scale
 
         self.t_beta, self.t_d = float(t_beta), float(t_d)
         self.assign = check_assign(assign)
         self.r_max = check_r_max(None if r_max is None else float(r_max))
         self.attach_r = check_attach(None if attach_r is None else float(attach_r), attach_passes)
         self.attach_passes = int(attach_passes)
+        self.position_scale = check_position_scale(
+            None if position_scale is None else float(position_scale))
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> "Postprocessor":
-        """From the config ``parameters``; ``r_max`` / ``attach_r`` absent or ``"none"``: no
-        locality cut / no attachment."""
+        """From the config ``parameters``; ``r_max`` / ``attach_r`` / ``position_scale``
+        absent or ``"none"``: no locality cut / no attachment / no detector term."""
         r_max = params.get("r_max", "none")
         attach_r = params.get("attach_r", "none")
+        scale = params.get("position_scale", "none")
         return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"),
                    None if r_max == "none" else float(r_max),
                    None if attach_r == "none" else float(attach_r),
-                   int(params.get("attach_passes", "1")))
+                   int(params.get("attach_passes", "1")),
+                   None if scale == "none" else float(scale))
 
     def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray,
                  hit_position: np.ndarray | None = None, hit_xyz: np.ndarray | None = None,
                  energy_factor: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``, and
         ``"ENERGY_FACTOR": float32 [N]`` (passed through) when ``energy_factor`` is given;
-        ``hit_position`` [N, 3] is used when ``r_max`` is set, ``hit_xyz`` [N, 3] when
-        ``attach_r`` is."""
+        ``hit_position`` [N, 3] is used when ``r_max`` or ``position_scale`` is set,
+        ``hit_xyz`` [N, 3] when ``attach_r`` is."""
         import torch
 
         from caloreco.clustering.model_clustering import condense_outputs
@@ -336,10 +343,11 @@ class Postprocessor:
         c = torch.from_numpy(np.ascontiguousarray(coords)).float()
         b = torch.from_numpy(np.ascontiguousarray(beta)).float()
         pos = xyz = None
-        if self.r_max is not None:
+        if self.r_max is not None or self.position_scale is not None:
             if hit_position is None:
-                raise InvalidDataError(f"the locality cut (r_max = {self.r_max} cm) needs the "
-                                       f"'{HIT_POSITION}' input")
+                what = (f"the locality cut (r_max = {self.r_max} cm)" if self.r_max is not None
+                        else f"the detector term (position_scale = {self.position_scale} cm)")
+                raise InvalidDataError(f"{what} needs the '{HIT_POSITION}' input")
             pos = torch.from_numpy(np.ascontiguousarray(hit_position)).float()
         if self.attach_r is not None:
             if hit_xyz is None:
@@ -349,7 +357,8 @@ class Postprocessor:
         cid = condense_outputs(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
                                t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
                                r_max=self.r_max, positions=pos, attach_r=self.attach_r,
-                               attach_passes=self.attach_passes, xyz=xyz)
+                               attach_passes=self.attach_passes, xyz=xyz,
+                               position_scale=self.position_scale)
         out = {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
         if energy_factor is not None:
             out["ENERGY_FACTOR"] = np.asarray(energy_factor, dtype=np.float32)
@@ -644,7 +653,8 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
         _write_python_model(tmp / post, "postprocess.py", python_config(
             post, "Network outputs -> cluster id per hit: object condensation (points with "
                   "beta > t_beta, hits within t_d of them, and within r_max [cm] of them in "
-                  "hit_position unless r_max is none; then, unless attach_r is none, "
+                  "hit_position unless r_max is none; distances extended by hit_position / "
+                  "position_scale [cm] unless it is none; then, unless attach_r is none, "
                   "unassigned hits join the nearest clustered hit within attach_r [cm] in "
                   "hit_xyz, attach_passes times).",
             [*outputs, hit_event, hit_position, hit_xyz_spec], results,
@@ -655,7 +665,9 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                        else repr(float(ckpt.clustering["r_max"]))),
              "attach_r": ("none" if ckpt.clustering.get("attach_r") is None
                           else repr(float(ckpt.clustering["attach_r"]))),
-             "attach_passes": str(int(ckpt.clustering.get("attach_passes", 1)))}))
+             "attach_passes": str(int(ckpt.clustering.get("attach_passes", 1))),
+             "position_scale": ("none" if ckpt.clustering.get("position_scale") is None
+                                else repr(float(ckpt.clustering["position_scale"])))}))
 
         (tmp / name / VERSION).mkdir(parents=True)
         steps = [

@@ -82,6 +82,8 @@ class TrainConfig:
     # left-over attachment of the validation clustering [cm] and its passes; None: none
     attach_r: float | None = None
     attach_passes: int = 1
+    # detector term of the validation clustering [cm per clustering unit]; None: none
+    position_scale: float | None = None
     progress: bool = True
     # data-loading processes (decode + encode ahead of the device); 0: in the training loop.
     # The batches and their order are the same whatever the number.
@@ -126,12 +128,14 @@ class Trainer:
                  rank: int = 0, world_size: int = 1) -> None:
         from caloreco.clustering.attach import check_attach
         from caloreco.clustering.condensation import check_assign, check_r_max
+        from caloreco.clustering.model_clustering import check_position_scale
         from caloreco.losses.condensation import CondensationLoss
 
         # the validation clustering's settings, checked before any work
         check_assign(cfg.assign)
         check_r_max(cfg.r_max)
         check_attach(cfg.attach_r, cfg.attach_passes)
+        check_position_scale(cfg.position_scale)
         if not 0.0 < cfg.t_beta < 1.0 or not cfg.t_d > 0.0:
             raise ConfigError(f"validation clustering needs 0 < t_beta < 1 and t_d > 0, got "
                               f"t_beta {cfg.t_beta}, t_d {cfg.t_d}")
@@ -201,7 +205,8 @@ class Trainer:
                           clustering={"t_beta": cfg.t_beta, "t_d": cfg.t_d,
                                       "assign": cfg.assign, "r_max": cfg.r_max,
                                       "attach_r": cfg.attach_r,
-                                      "attach_passes": cfg.attach_passes},
+                                      "attach_passes": cfg.attach_passes,
+                                      "position_scale": cfg.position_scale},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
                                     "best_energy": self.best_energy,
@@ -392,7 +397,8 @@ class Trainer:
             pred = condense_outputs(beta.float(), coords.float(), None, t_beta=cfg.t_beta,
                                     t_d=cfg.t_d, assign=cfg.assign, r_max=cfg.r_max,
                                     positions=b["positions"], attach_r=cfg.attach_r,
-                                    attach_passes=cfg.attach_passes, xyz=b["xyz"])
+                                    attach_passes=cfg.attach_passes, xyz=b["xyz"],
+                                    position_scale=cfg.position_scale)
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
         self.model.train()

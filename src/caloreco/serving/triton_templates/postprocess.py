@@ -2,8 +2,9 @@
 
 Written by ``caloreco export --triton-repo``. The work is done by
 :class:`caloreco.serving.triton_repo.Postprocessor` with the thresholds ``t_beta``,
-``t_d``, the rule ``assign``, the locality cut ``r_max`` and the left-over attachment
-``attach_r``, ``attach_passes`` of this model's config.pbtxt ``parameters``: the Triton
+``t_d``, the rule ``assign``, the locality cut ``r_max``, the detector term
+``position_scale`` and the left-over attachment ``attach_r``, ``attach_passes`` of this
+model's config.pbtxt ``parameters``: the Triton
 Python environment needs caloreco (and torch) installed.
 
 Inputs: ``coords`` FP32 [N, D], ``beta`` FP32 [N], ``hit_event`` INT64 [N],
