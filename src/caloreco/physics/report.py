@@ -67,9 +67,11 @@ def markdown(summary: dict[str, Any]) -> str:
             cut = "none" if st.get("r_max") is None else f"{st['r_max']:g} cm"
             attach = ("none" if st.get("attach_r") is None else
                       f"{st['attach_r']:g} cm x {st.get('attach_passes', 1)}")
+            term = ("none" if st.get("position_scale") is None
+                    else f"{st['position_scale']:g} cm")
             lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}, "
-                      f"rule {st.get('assign', 'first')}, locality cut {cut}, left-over "
-                      f"attachment {attach}.", ""]
+                      f"rule {st.get('assign', 'first')}, locality cut {cut}, detector term "
+                      f"{term}, left-over attachment {attach}.", ""]
         if "clustered_energy_fraction" in m:
             lines += [f"Hit energy in clusters: {_fmt(m['clustered_energy_fraction'])} of the total.", ""]
         lines += [
