@@ -30,7 +30,7 @@ Run::
 
     python benchmarks/frozen_feature_probe.py cache --data runs/data/train --out runs/probe/train --events 400
     python benchmarks/frozen_feature_probe.py cache --data runs/data/val --out runs/probe/val --events 100
-    python benchmarks/frozen_feature_probe.py head --train runs/probe/train --val runs/probe/val --shipped
+    python benchmarks/frozen_feature_probe.py head --val runs/probe/val --shipped
     python benchmarks/frozen_feature_probe.py head --val runs/probe/val --shipped --position-scale 10
     python benchmarks/frozen_feature_probe.py head --train runs/probe/train --val runs/probe/val
     python benchmarks/frozen_feature_probe.py head --train runs/probe/train --val runs/probe/val --anchor 3
@@ -127,7 +127,8 @@ class Head(nn.Module):
                                  nn.ReLU(), nn.Linear(hidden, dim + 1))
         self.dim, self.anchor = dim, anchor
 
-    def forward(self, z: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor,
+                positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.net(z)
         x = o[:, :self.dim]
         if self.anchor > 0:

@@ -189,7 +189,8 @@ class ModelClusterer:
         self.attach_r = no_attach_is_none(attach_r, attach_passes)
         self.attach_passes = int(attach_passes)
         self.position_scale = check_position_scale(
-            None if position_scale is None or math.isinf(position_scale) else position_scale)
+            None if position_scale is not None and math.isinf(position_scale)
+            and position_scale > 0 else position_scale)  # inf: no detector term
         self.timings = Timings()
 
     @classmethod
@@ -237,10 +238,10 @@ class ModelClusterer:
                         xyz: torch.Tensor | None = None, *, return_energy: bool = False
                         ) -> tuple[torch.Tensor, ...]:
         """``(cluster_id [N], beta [N], coords [N, D])`` for encoded hits of B events;
-        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` or ``position_scale`` is set,
-        ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is. With ``return_energy`` a fourth
-        entry: the energy-correction factor ``[N]`` of a model with an energy head, or
-        None."""
+        ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` or
+        ``position_scale`` is set, ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is. With
+        ``return_energy`` a fourth entry: the energy-correction factor ``[N]`` of a model
+        with an energy head, or None."""
         self._check_inputs(positions, xyz)
         t0 = time.perf_counter()
         # non_blocking: copies from page-locked inputs (stage_arrays) run asynchronously

@@ -129,7 +129,8 @@ class CondensationMethod:
         return {"kind": "condensation", "model": type(c.model).__name__,
                 "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d, "assign": c.assign,
                 "r_max": c.r_max, "attach_r": c.attach_r, "attach_passes": c.attach_passes,
-                "position_scale": c.position_scale, "batch_size": self.batch_size, "stage_timings": c.timings.as_dict()}
+                "position_scale": c.position_scale, "batch_size": self.batch_size,
+                "stage_timings": c.timings.as_dict()}
 
 
 class ClueMethod:
