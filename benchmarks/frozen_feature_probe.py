@@ -16,8 +16,11 @@ given (the comparison of readouts is made without it):
     three clustering coordinates at the hit's projected position: ``x[:3] = p / S +
     offset`` with ``p`` the position on the front face [cm] and ``S`` [cm per unit], so
     that the head predicts an offset towards its shower (centre voting, as in PointGroup or
-    Panoptic-DeepLab) instead of an absolute place in the clustering space. ``--shipped``
-    scores the network's own head instead.
+    Panoptic-DeepLab) instead of an absolute place in the clustering space.
+    ``--train-position-scale S`` computes the loss in the coordinates extended by the
+    detector term (:func:`~caloreco.clustering.model_clustering.with_detector_term`), the
+    training counterpart of ``--position-scale S``. ``--shipped`` scores the network's own
+    head instead.
 ``edge``
     a same-shower classifier on the 10 nearest neighbours of each hit in x, y, z (both
     hits' features and their separation): how many neighbour pairs of *different* showers
@@ -51,7 +54,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from caloreco.clustering.model_clustering import condense_outputs
+from caloreco.clustering.model_clustering import condense_outputs, with_detector_term
 from caloreco.losses.condensation import CondensationLoss
 from caloreco.metrics import ClusteringEvaluator
 from caloreco.training.checkpoint import load_checkpoint
@@ -156,6 +159,8 @@ def head(args: argparse.Namespace, clustering: dict) -> dict:
         cat = {k: torch.cat([e[k] for e in es]) for k in ("z", "positions", "target", "weight")}
         batch = torch.cat([torch.full((len(e["target"]),), j) for j, e in enumerate(es)])
         x, beta = net(cat["z"].float(), cat["positions"])
+        if args.train_position_scale:  # the loss in the coordinates the clustering will use
+            x = with_detector_term(x, cat["positions"], args.train_position_scale)
         terms = loss_fn(beta, x, cat["target"], batch, weights=cat["weight"],
                         positions=cat["positions"])
         opt.zero_grad()
@@ -247,6 +252,9 @@ def main() -> None:
                    help="head: score with the detector term of this scale [cm] (default none)")
     p.add_argument("--anchor", type=float, default=0.0,
                    help="head: anchor 3 coordinates at projected position / ANCHOR [cm]; 0: off")
+    p.add_argument("--train-position-scale", type=float, default=None,
+                   help="head: compute the loss in the coordinates extended by the detector "
+                        "term of this scale [cm] (default: the plain coordinates)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=4, help="head: events per step")
     p.add_argument("--lr", type=float, default=2e-3)
