@@ -39,8 +39,9 @@ request, ``EVENT_OFFSETS``) and by the pre-processing, which builds the maps of 
 of a request together; run more requests in parallel with ``instance_group { count }``.
 
 Parameters (thresholds, encoding, network configuration) are in the configs'
-``parameters``, so ``t_beta``, ``t_d``, ``assign`` and ``r_max`` (the locality cut in cm,
-``none`` for none) can be changed without re-exporting. The
+``parameters``, so ``t_beta``, ``t_d``, ``assign``, ``r_max`` (the locality cut in cm,
+``none`` for none), ``position_scale`` (the detector term in cm, ``none`` for none) and the
+attachment can be changed without re-exporting. The
 repository is written into a temporary directory beside ``DIR`` and renamed into place.
 """
 
