@@ -10,6 +10,7 @@ import torch
 from caloreco.__main__ import entry
 from caloreco.data.parquet import read_events
 from caloreco.data.predictions import read_predictions
+from caloreco.training.checkpoint import load_checkpoint
 
 
 def test_cluster_with_the_shipped_model_keeps_event_and_hit_order(dtau_dataset, tmp_path, capsys):
@@ -65,6 +66,36 @@ def test_reco_user_errors(tmp_path, capsys):
     assert "Traceback" not in err
     assert entry(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_signal_head_from_train_to_cluster_output(dtau_dataset, tmp_path):
+    """caloreco train --signal-head --t-signal, then caloreco cluster: the checkpoint
+    records t_signal, the predictions hold the per-hit probability, and only hits at or
+    above --t-signal are attached."""
+    run = tmp_path / "run"
+    assert entry(["train", "--data", str(dtau_dataset), "--out", str(run), "--epochs", "1",
+                  "--cr", "0.125", "--val-events", "1", "--no-progress", "--signal-head",
+                  "--loss-weight", "signal=2", "--attach-radius", "4", "--attach-passes", "2",
+                  "--t-signal", "0.5"]) == 0
+    assert load_checkpoint(run / "last.pt").clustering["t_signal"] == 0.5
+    shard = sorted(dtau_dataset.glob("*.parquet"))[0]
+    outs = {}
+    for t in ("0", "0.6"):
+        outs[t] = tmp_path / f"clusters_{t}"
+        assert entry(["cluster", "--data", str(dtau_dataset), "--model", str(run / "last.pt"),
+                      "--out", str(outs[t]), "--t-beta", "0.1", "--t-d", "0.3",
+                      "--t-signal", t]) == 0
+    assert json.loads((outs["0.6"] / "clusters.json").read_text())["t_signal"] == 0.6
+    rows_all = read_predictions(outs["0"] / shard.name)
+    rows_gated = read_predictions(outs["0.6"] / shard.name)
+    for e, a, g in zip(read_events(shard), rows_all, rows_gated):
+        assert len(g["signal"]) == e.n_hits and ((g["signal"] > 0) & (g["signal"] < 1)).all()
+        np.testing.assert_array_equal(a["signal"], g["signal"])
+        # the gate only holds hits back (those below it); the clustered ones keep their ids
+        kept = g["cluster_id"] >= 0
+        np.testing.assert_array_equal(g["cluster_id"][kept], a["cluster_id"][kept])
+        lost = (a["cluster_id"] >= 0) & ~kept
+        assert (g["signal"][lost] < 0.6).all()
 
 
 def test_energy_head_from_train_to_cluster_output(dtau_dataset, tmp_path):

@@ -44,6 +44,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
         opts["coord_dim"] = args.coord_dim
     if args.energy_head:
         opts["energy_head"] = True
+    if args.signal_head:
+        opts["signal_head"] = True
     weights: dict[str, float] = {}
     for item in args.loss_weight or []:
         name, _, value = item.partition("=")
@@ -53,10 +55,10 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
             raise ConfigError(f"--loss-weight expects NAME=VALUE (e.g. repulsive=10), got "
                               f"'{item}'") from None
     unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise", "pair",
-                                     "energy"})
+                                     "energy", "signal"})
     if unknown:
         raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
-                          f"repulsive, beta, noise, pair or energy")
+                          f"repulsive, beta, noise, pair, energy or signal")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
                       loss_weights=weights, encoding={"kind": args.encoding},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -68,7 +70,7 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       init=args.init, workers=args.workers, trainable=args.trainable or [],
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max,
                       attach_r=args.attach_radius, attach_passes=args.attach_passes,
-                      position_scale=args.position_scale)
+                      position_scale=args.position_scale, t_signal=args.t_signal)
     if args.resume:
         stored = Path(args.out) / "config.json"
         if stored.exists():  # resume with the stored run settings unless overridden
@@ -107,7 +109,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, t_beta=args.t_beta, t_d=args.t_d,
                             assign=args.assign, r_max=args.r_max,
                             attach_r=args.attach_radius, attach_passes=args.attach_passes,
-                            position_scale=args.position_scale)
+                            position_scale=args.position_scale, t_signal=args.t_signal)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = _shard_paths(args.data)
@@ -271,9 +273,13 @@ def add_commands(sub: Any) -> None:
                    help="also predict a per-hit energy-correction factor, trained with the "
                         "energy regression loss (loss weight 'energy'); with --init from a "
                         "model without one, the head starts fresh")
+    t.add_argument("--signal-head", action="store_true",
+                   help="also predict a per-hit signal probability (shower, not noise), "
+                        "trained with a binary cross-entropy (loss weight 'signal'); with "
+                        "--init from a model without one, the head starts fresh")
     t.add_argument("--trainable", action="append", metavar="PREFIX",
                    help="train only parameters whose names start with PREFIX (repeatable), "
-                        "e.g. energy_mlp: the energy head alone; default: all")
+                        "e.g. energy_mlp or signal_mlp: that head alone; default: all")
     t.add_argument("--encoding", choices=["hgcal", "hcal"], default="hgcal",
                    help="hit encoding: hgcal (x, y, layer voxels; default) or hcal (barrel "
                         "eta, phi, depth voxels); stored in the checkpoints")
@@ -281,7 +287,8 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
                    help="coefficient of a loss term: attractive, repulsive, beta, noise, "
                         "pair (the condensation-point repulsion; default 0), energy (the "
-                        "energy head's regression; repeatable; default 1 each)")
+                        "energy head's regression), signal (the signal head's "
+                        "classification; repeatable; default 1 each)")
     t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
                    "q_min (default 0.1)")
     t.add_argument("--repulsion", choices=["hits", "groups"], default="hits",
@@ -315,6 +322,9 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--position-scale", type=float, default=None, metavar="CM",
                    help="detector term of the validation clustering [cm per clustering unit] "
                         "(default none)")
+    t.add_argument("--t-signal", type=float, default=None, metavar="P",
+                   help="the validation clustering attaches only left-over hits with signal "
+                        "probability >= P (needs --signal-head; default: all left-over hits)")
     t.add_argument("--val-events", type=_positive_int, default=100)
     t.add_argument("--max-events", type=_positive_int, default=None, help="limit training events")
     t.add_argument("--checkpoint-every", type=_positive_int, default=100, help="steps")
@@ -354,6 +364,9 @@ def add_commands(sub: Any) -> None:
                    help="detector term: distances to a condensation point also count the "
                         "front-face distance over CM (1 cm = 1/CM clustering units; default: "
                         "the model's; inf: none)")
+    c.add_argument("--t-signal", type=float, default=None, metavar="P",
+                   help="the attachment takes only left-over hits whose signal probability "
+                        "(a model with a signal head) is >= P (default: the model's; 0: all)")
     _add_batch_options(c)
     c.set_defaults(func=cmd_cluster)
 

@@ -12,12 +12,14 @@ from caloreco.errors import ConfigError, InvalidDataError
 
 
 def reference(cid: np.ndarray, xyz: np.ndarray, event: np.ndarray, radius: float,
-              passes: int) -> np.ndarray:
-    """Hit by hit: nearest assigned hit of the same event within radius, lowest index on ties."""
+              passes: int, candidates: np.ndarray | None = None) -> np.ndarray:
+    """Hit by hit: nearest assigned hit of the same event within radius, lowest index on
+    ties; with ``candidates`` only those unassigned hits are attached."""
     out = cid.copy()
     for _ in range(passes):
         prev = out.copy()
-        for i in np.flatnonzero(prev < 0):
+        todo = prev < 0 if candidates is None else (prev < 0) & candidates
+        for i in np.flatnonzero(todo):
             cand = np.flatnonzero((prev >= 0) & (event == event[i]))
             if cand.size == 0:
                 continue
@@ -49,6 +51,34 @@ def test_attach_matches_the_hit_by_hit_reference(seed: int, radius: float, passe
     want = reference(cid, xyz, event, radius, passes)
     np.testing.assert_array_equal(got.numpy(), want)
     assert (want >= 0).sum() > (cid >= 0).sum()  # the case does attach hits
+
+
+@pytest.mark.parametrize("seed,radius,passes", [(6, 3.0, 3), (7, 8.0, 2)])
+def test_attach_only_candidates_matches_the_reference(seed: int, radius: float,
+                                                      passes: int) -> None:
+    """With a candidate mask (a signal head's verdict), only candidates are attached, and a
+    non-candidate never passes a cluster on to a hit beyond it."""
+    cid, xyz, event = _case(seed)
+    cand = np.random.default_rng(seed + 100).random(len(cid)) < 0.5
+    got = attach_leftovers(torch.from_numpy(cid), torch.from_numpy(xyz), torch.from_numpy(event),
+                           radius=radius, passes=passes, candidates=torch.from_numpy(cand))
+    want = reference(cid, xyz, event, radius, passes, cand)
+    np.testing.assert_array_equal(got.numpy(), want)
+    grown = (want >= 0) & (cid < 0)
+    assert grown.any() and not (grown & ~cand).any()
+    everyone = reference(cid, xyz, event, radius, passes)
+    assert ((everyone >= 0) & ~cand & (cid < 0)).any()  # the mask did hold hits back
+    # a chain along x: clustered hit, non-candidate 2 cm on, candidate 4 cm on
+    chain = attach_leftovers(torch.tensor([0, -1, -1]),
+                             torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [4.0, 0, 0]]), None,
+                             radius=2.5, passes=3, candidates=torch.tensor([True, False, True]))
+    assert chain.tolist() == [0, -1, -1]
+    with pytest.raises(InvalidDataError, match="candidates must be a bool mask"):
+        attach_leftovers(torch.tensor([0, -1]), torch.zeros(2, 3), None, radius=1.0,
+                         candidates=torch.ones(2))
+    with pytest.raises(InvalidDataError, match="candidates must be a bool mask of shape \\[2\\]"):
+        attach_leftovers(torch.tensor([0, -1]), torch.zeros(2, 3), None, radius=1.0,
+                         candidates=torch.ones(3, dtype=torch.bool))
 
 
 def test_attach_in_small_chunks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ def test_cut_from_the_checkpoint_equals_condensation_with_positions(untrained, e
     assert (c.t_beta, c.t_d, c.assign, c.r_max) == (T_BETA, T_D, "nearest", R_MAX)
     assert c.clustering_record() == {"t_beta": T_BETA, "t_d": T_D, "assign": "nearest",
                                      "r_max": R_MAX, "attach_r": None, "attach_passes": 1,
-                                     "position_scale": None}
+                                     "position_scale": None, "t_signal": None}
     preds = c.cluster_events(events, batch_size=2)
     plain = ModelClusterer.from_checkpoint(path, r_max=math.inf)  # inf: the cut switched off
     assert plain.r_max is None
@@ -179,6 +179,76 @@ def test_detector_term_equals_condensation_in_extended_coordinates(untrained, ev
         c.predict_tensors(torch.from_numpy(c.encoding.features(events[0].hits)),
                           torch.from_numpy(c.encoding.points(events[0].hits)),
                           torch.zeros(events[0].n_hits, dtype=torch.int64))
+
+
+@pytest.fixture(scope="module")
+def with_signal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained network with a signal head and an attachment in its record."""
+    torch.manual_seed(3)
+    enc = HitEncoding()
+    model = build_model("spvcnn", {"in_features": enc.n_features, "cr": 0.125,
+                                   "signal_head": True})
+    return save_checkpoint(Checkpoint("spvcnn", model.config.to_dict(), enc.to_dict(),
+                                      model.state_dict(),
+                                      clustering={"t_beta": T_BETA, "t_d": T_D,
+                                                  "assign": "nearest", "r_max": R_MAX,
+                                                  "attach_r": 4.0, "attach_passes": 2}),
+                           tmp_path_factory.mktemp("sig") / "s.pt")
+
+
+def test_signal_threshold_gates_the_attachment(with_signal, untrained, events, tmp_path) -> None:
+    """t_signal: condensation, then the attachment of the left-over hits whose signal
+    probability reaches it: every path (cluster_events, rescan, batch job) alike."""
+    from caloreco.clustering.attach import attach_leftovers
+    from caloreco.clustering.model_clustering import condense_outputs, hit_xyz
+
+    td = 0.3  # a small radius: condensation of the untrained network leaves hits over
+    everyone = ModelClusterer.from_checkpoint(with_signal, t_d=td)
+    assert everyone.t_signal is None and everyone.has_signal_head
+    base = everyone.cluster_events(events, batch_size=2)
+    left = [p.signal[p.cluster_id < 0] for p in ModelClusterer.from_checkpoint(
+        with_signal, t_d=td, attach_r=math.inf).cluster_events(events)]
+    # the median signal of the left-over hits: the gate holds half of them back
+    t_signal = float(np.median(np.concatenate(left)))
+    c = ModelClusterer.from_checkpoint(with_signal, t_d=td, t_signal=t_signal)
+    assert c.clustering_record()["t_signal"] == t_signal
+    preds = c.cluster_events(events, batch_size=2)
+    held_back = 0
+    for e, p, q in zip(events, preds, base):
+        np.testing.assert_array_equal(p.signal, q.signal)  # same network outputs
+        assert p.signal.dtype == np.float32 and ((p.signal > 0) & (p.signal < 1)).all()
+        pos = torch.from_numpy(HitEncoding().projected_positions(e.hits))
+        plain = condense_outputs(torch.from_numpy(p.beta), torch.from_numpy(p.coords), None,
+                                 t_beta=T_BETA, t_d=td, assign="nearest", r_max=R_MAX,
+                                 positions=pos)
+        cand = torch.from_numpy(p.signal) >= t_signal
+        ref = attach_leftovers(plain, torch.from_numpy(hit_xyz(e.hits)), None, radius=4.0,
+                               passes=2, candidates=cand)
+        np.testing.assert_array_equal(p.cluster_id, ref.numpy())
+        grown = (p.cluster_id >= 0) & (plain.numpy() < 0)
+        assert not (grown & ~cand.numpy()).any()
+        held_back += int(((q.cluster_id >= 0) & (p.cluster_id < 0)).sum())
+    assert held_back > 0  # the gate kept hits that the plain attachment takes
+    # t_signal 0 attaches every left-over hit, as no threshold
+    for a, b in zip(ModelClusterer.from_checkpoint(with_signal, t_d=td, t_signal=0.0)
+                    .cluster_events(events), base):
+        np.testing.assert_array_equal(a.cluster_id, b.cluster_id)
+    method = CondensationMethod("net", c)
+    for a, b in zip(method.cluster(events), method.rescan(T_BETA, td)):
+        np.testing.assert_array_equal(a, b)
+    assert method.details()["t_signal"] == t_signal
+    job = ClusterJob.create(tmp_path / "a", with_signal, t_signal=t_signal)
+    assert job.identity(Path("x"))["t_signal"] == t_signal
+    with job._clusterer() as jc:
+        assert jc.t_signal == t_signal
+    with pytest.raises(ConfigError, match="needs the network's signal output"):
+        c.condense(torch.from_numpy(preds[0].beta), torch.from_numpy(preds[0].coords), None,
+                   torch.from_numpy(HitEncoding().projected_positions(events[0].hits)),
+                   torch.from_numpy(hit_xyz(events[0].hits)))
+    with pytest.raises(ConfigError, match="needs a network with a signal head"):
+        ModelClusterer.from_checkpoint(untrained[0], t_signal=0.5)
+    with pytest.raises(ConfigError, match="t_signal must be a probability"):
+        ModelClusterer.from_checkpoint(with_signal, t_signal=-0.1)
 
 
 def test_stage_arrays_concatenates_for_the_device():

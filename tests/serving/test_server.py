@@ -372,6 +372,42 @@ def test_energy_head_factor_is_served(events):
         srv.stop(5.0)
 
 
+def test_signal_head_probability_is_served(events):
+    """A network with a signal head serves SIGNAL beside the three outputs, equal to the
+    in-process probability, and its t_signal is in the model configuration."""
+    import torch
+
+    from caloreco.clustering.model_clustering import ModelClusterer
+    from caloreco.models.spvcnn import SPVCNN, SPVCNNConfig
+    from caloreco.serving.served_model import ServedModel
+    from caloreco.serving.server import InferenceServer
+
+    enc = ModelClusterer.from_checkpoint(None).encoding
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig(in_features=enc.n_features, cr=0.125, signal_head=True)).eval()
+    clusterer = ModelClusterer(net, enc, t_beta=0.5, t_d=0.3, attach_r=4.0, attach_passes=2,
+                               t_signal=0.55)
+    sel = events[2:5]
+    ref = clusterer.cluster_events(sel)
+    served = ServedModel("with_signal", clusterer)
+    assert served.output_names == [*OUTPUTS, "SIGNAL"]
+    assert served.config()["parameters"]["t_signal"] == {"string_value": "0.55"}
+    srv = InferenceServer([served], http_port=None, grpc_port=0).start()
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}")
+        features, offsets = events_to_request(sel)
+        result = client.infer("with_signal", _inputs(grpcclient, features, offsets))
+        _check(result, ref, [0, 1, 2])
+        signal = result.as_numpy("SIGNAL")
+        assert signal.dtype == np.float32 and ((signal > 0) & (signal < 1)).all()
+        np.testing.assert_allclose(signal, np.concatenate([r.signal for r in ref]),
+                                   rtol=1e-5, atol=1e-6)
+        empty = client.infer("with_signal", _inputs(grpcclient, features[:0], np.zeros(2, np.int64)))
+        assert empty.as_numpy("SIGNAL").shape == (0,)
+    finally:
+        srv.stop(5.0)
+
+
 def test_cli_serve_prints_ports_and_stops_on_sigterm(events, reference):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "caloreco", "serve", "--http-port", "0", "--grpc-port", "0",

@@ -413,3 +413,44 @@ def test_energy_head_factor_flows_through_the_ensemble(tmp_path, dtau_events, mo
     pre = _python_runner(py, "caloreco_preprocess", monkeypatch)({"FEATURES": raw[:offsets[1]]})
     result = runner([pre[name] for name in runner.input_names])
     np.testing.assert_allclose(result["energy_factor"], ref[0].energy_factor, rtol=1e-4, atol=1e-5)
+
+
+def test_signal_head_gates_the_attachment_through_the_ensemble(tmp_path, dtau_events,
+                                                               monkeypatch):
+    """A network with a signal head and t_signal in its clustering record: the ONNX graph
+    outputs ``signal``, the post-processing reads t_signal from its config parameters, and
+    the ensemble's CLUSTER_ID and SIGNAL equal in-process clustering's."""
+    from caloreco.models.spvcnn import SPVCNN, SPVCNNConfig
+    from caloreco.serving.triton_repo import Postprocessor, build_triton_repo, config_parameters
+    from caloreco.training.checkpoint import Checkpoint, save_checkpoint
+
+    enc = ModelClusterer.from_checkpoint().encoding
+    torch.manual_seed(0)
+    net = SPVCNN(SPVCNNConfig(in_features=enc.n_features, cr=0.125, signal_head=True))
+    ckpt = tmp_path / "signal.pt"
+    record = {"t_beta": 0.5, "t_d": 0.3, "assign": "nearest", "attach_r": 4.0,
+              "attach_passes": 2, "t_signal": 0.55}
+    save_checkpoint(Checkpoint("spvcnn", net.config.to_dict(), enc.to_dict(), net.state_dict(),
+                               clustering=record), ckpt)
+    repo = build_triton_repo(ckpt, tmp_path / "repo", fmt="onnx")
+    graph = onnx.load(str(repo / "caloreco_network" / "1" / "model.onnx"))
+    assert [o.name for o in graph.graph.output] == ["coords", "beta", "signal"]
+    assert [o.name for o in _config(repo, "caloreco").output][-1] == "SIGNAL"
+    params = config_parameters(json_format.MessageToDict(
+        _config(repo, "caloreco_postprocess"), preserving_proto_field_name=True))
+    assert float(params["t_signal"]) == 0.55
+    events = dtau_events[:2]
+    raw, offsets = events_to_request(events)
+    out = _run_ensemble(repo, {"FEATURES": raw, "EVENT_OFFSETS": offsets}, monkeypatch)
+    clusterer = ModelClusterer.from_checkpoint(ckpt)
+    assert clusterer.t_signal == 0.55
+    ref = clusterer.cluster_events(events, batch_size=2)
+    np.testing.assert_array_equal(out["CLUSTER_ID"], np.concatenate([p.cluster_id for p in ref]))
+    np.testing.assert_allclose(out["SIGNAL"], np.concatenate([p.signal for p in ref]),
+                               rtol=1e-4, atol=1e-5)
+    everyone = ModelClusterer.from_checkpoint(ckpt, t_signal=0.0).cluster_events(events)
+    assert not np.array_equal(out["CLUSTER_ID"], np.concatenate([p.cluster_id for p in everyone]))
+    post = Postprocessor.from_parameters(params)
+    with pytest.raises(InvalidDataError, match="needs the network's 'signal' output"):
+        post(np.zeros((2, 5), np.float32), np.zeros(2, np.float32), np.zeros(2, np.int64),
+             hit_xyz=np.zeros((2, 3), np.float32))

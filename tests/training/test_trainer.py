@@ -108,7 +108,7 @@ def test_init_starts_from_a_checkpoints_weights(dtau_dataset, tmp_path):
     # the validation clustering (with the locality cut and the detector term) is the
     # checkpoint's clustering record
     assert last.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 12.0,
-                               "attach_r": None, "attach_passes": 1, "position_scale": 10.0}
+                               "attach_r": None, "attach_passes": 1, "position_scale": 10.0, "t_signal": None}
     with open(tmp_path / "tuned" / "metrics.csv", newline="") as fh:
         val = [row for row in csv.DictReader(fh) if row["kind"] == "val"]
     assert val and all(0.0 <= float(row["pq"]) <= 1.0 for row in val)
@@ -131,7 +131,7 @@ def test_validation_clustering_with_attachment_is_recorded(dtau_dataset, tmp_pat
     trainer.fit()
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt.clustering == {"t_beta": 0.5, "t_d": 0.7, "assign": "nearest", "r_max": 10.0,
-                               "attach_r": 5.0, "attach_passes": 3, "position_scale": None}
+                               "attach_r": 5.0, "attach_passes": 3, "position_scale": None, "t_signal": None}
     from caloreco.clustering.model_clustering import ModelClusterer
 
     clusterer = ModelClusterer.from_checkpoint(tmp_path / "run" / "last.pt")
@@ -216,3 +216,39 @@ def test_energy_head_trains_alone_on_a_trained_network(dtau_dataset, tmp_path):
     assert ckpt.model_config["energy_head"] and any(k.startswith("energy_mlp.") for k in ckpt.state_dict)
     with pytest.raises(ConfigError, match="matches no parameter"):
         Trainer(_cfg(dtau_dataset, tmp_path / "bad", trainable=["nothing_"]))
+
+
+def test_signal_head_trains_alone_and_gates_the_validation_attachment(dtau_dataset, tmp_path):
+    """--init from a model without heads, --signal-head, --trainable signal_mlp: the rest
+    of the network stays as loaded (and runs as at inference: no dropout), the signal loss
+    goes down, and the checkpoint records the head and the attachment's signal threshold."""
+    base = Trainer(_cfg(dtau_dataset, tmp_path / "base", epochs=1))
+    base.fit()
+    cfg = _cfg(dtau_dataset, tmp_path / "head", epochs=3, init=str(tmp_path / "base" / "last.pt"),
+               model_options={"cr": 0.125, "signal_head": True}, trainable=["signal_mlp"],
+               lr=5e-3, attach_r=5.0, attach_passes=2, t_signal=0.5)
+    trainer = Trainer(cfg)
+    trainer._train_mode()
+    assert trainer.model.signal_mlp.training and not trainer.model.dropout.training
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    signal = []
+    trainer.fit(on_log=lambda r: signal.append(r["signal"]) if r["kind"] == "train" else None)
+    after = trainer.model.state_dict()
+    for k, v in before.items():
+        if k.startswith("signal_mlp."):
+            assert not torch.equal(v, after[k]), k
+        else:
+            torch.testing.assert_close(after[k], v, rtol=0, atol=0, msg=k)
+    assert min(signal[-4:]) < signal[0]
+    rows = list(csv.DictReader((tmp_path / "head" / "metrics.csv").open()))
+    assert all(r["val_signal"] for r in rows if r["kind"] == "val")
+    ckpt = load_checkpoint(tmp_path / "head" / "last.pt")
+    assert ckpt.model_config["signal_head"] and ckpt.clustering["t_signal"] == 0.5
+    assert any(k.startswith("signal_mlp.") for k in ckpt.state_dict)
+    with pytest.raises(ConfigError, match="needs a model with a signal head"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", t_signal=0.5))
+    with pytest.raises(ConfigError, match="t_signal must be a probability"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", t_signal=1.5,
+                     model_options={"cr": 0.125, "signal_head": True}))
+    with pytest.raises(ConfigError, match="has a signal head; train with --signal-head"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", init=str(tmp_path / "head" / "last.pt")))

@@ -57,6 +57,8 @@ class ClusterJob:
             overridden), None: none.
         position_scale: the detector term in use [cm] (the model's unless overridden),
             None: none.
+        t_signal: the signal threshold of the attachment in use (the model's unless
+            overridden), None: none.
     """
 
     out: Path
@@ -71,6 +73,7 @@ class ClusterJob:
     attach_r: float | None = None
     attach_passes: int = 1
     position_scale: float | None = None
+    t_signal: float | None = None
     name: str = "cluster"
 
     @classmethod
@@ -79,11 +82,12 @@ class ClusterJob:
                t_d: float | None = None, assign: str | None = None,
                r_max: float | None = None, attach_r: float | None = None,
                attach_passes: int | None = None,
-               position_scale: float | None = None) -> "ClusterJob":
+               position_scale: float | None = None,
+               t_signal: float | None = None) -> "ClusterJob":
         """Resolve and hash the checkpoint, load it into this process's cache (which checks
         it and gives the thresholds in effect) and describe the job. ``r_max=math.inf``
         (``attach_r=math.inf``, ``position_scale=math.inf``) switches the model's locality cut
-        (attachment, detector term) off.
+        (attachment, detector term) off; ``t_signal=0`` lets every left-over hit be attached.
 
         Raises:
             InputFileError: a missing or unreadable checkpoint.
@@ -95,17 +99,19 @@ class ClusterJob:
         clusterer = ModelClusterer.from_checkpoint(path, device=device, t_beta=t_beta, t_d=t_d,
                                                    assign=assign, r_max=r_max, attach_r=attach_r,
                                                    attach_passes=attach_passes,
-                                                   position_scale=position_scale)
+                                                   position_scale=position_scale,
+                                                   t_signal=t_signal)
         job = cls(Path(out), None if model is None else str(path), file_sha256(path), device,
                   batch_size, clusterer.t_beta, clusterer.t_d, clusterer.assign, clusterer.r_max,
-                  clusterer.attach_r, clusterer.attach_passes, clusterer.position_scale)
+                  clusterer.attach_r, clusterer.attach_passes, clusterer.position_scale,
+                  clusterer.t_signal)
         with cached(job._key(), lambda: clusterer):  # serial runs reuse it
             pass
         return job
 
     def _key(self) -> tuple[Any, ...]:
         return ("cluster", self.model_sha256, self.device, self.t_beta, self.t_d, self.assign,
-                self.r_max, self.attach_r, self.attach_passes, self.position_scale)
+                self.r_max, self.attach_r, self.attach_passes, self.position_scale, self.t_signal)
 
     def _load(self) -> ModelClusterer:
         from caloreco.clustering.model_clustering import ModelClusterer
@@ -120,7 +126,9 @@ class ClusterJob:
                                               attach_passes=self.attach_passes,
                                               position_scale=(math.inf
                                                               if self.position_scale is None
-                                                              else self.position_scale))
+                                                              else self.position_scale),
+                                              t_signal=0.0 if self.t_signal is None
+                                              else self.t_signal)
 
     def _clusterer(self) -> AbstractContextManager[ModelClusterer]:
         return cached(self._key(), self._load)
@@ -129,7 +137,8 @@ class ClusterJob:
         return {"model_sha256": self.model_sha256, "device": self.device,
                 "batch_size": self.batch_size, "t_beta": self.t_beta, "t_d": self.t_d,
                 "assign": self.assign, "r_max": self.r_max, "attach_r": self.attach_r,
-                "attach_passes": self.attach_passes, "position_scale": self.position_scale}
+                "attach_passes": self.attach_passes, "position_scale": self.position_scale,
+                "t_signal": self.t_signal}
 
     def outputs(self, shard: Path) -> list[str]:
         return [shard.name]
@@ -145,9 +154,11 @@ class ClusterJob:
             preds = clusterer.cluster_events(events, batch_size=self.batch_size)
             timings = clusterer.timings.as_dict()
         factors = [p.energy_factor for p in preds]
+        signals = [p.signal for p in preds]
         write_predictions(self.out / shard.name, events, [p.cluster_id for p in preds],
                           [p.beta for p in preds],
-                          factors if preds and all(f is not None for f in factors) else None)
+                          factors if preds and all(f is not None for f in factors) else None,
+                          signals if preds and all(s is not None for s in signals) else None)
         return {"input": str(shard), "file": shard.name, "n_events": len(events),
                 "n_hits": int(sum(e.n_hits for e in events)), "timings": timings}
 
@@ -164,7 +175,7 @@ def cluster_summary(job: ClusterJob, run: BatchRun, seconds: float,
     summary: dict[str, Any] = {
         "model": model_label, "t_beta": job.t_beta, "t_d": job.t_d, "assign": job.assign,
         "r_max": job.r_max, "attach_r": job.attach_r, "attach_passes": job.attach_passes,
-        "position_scale": job.position_scale,
+        "position_scale": job.position_scale, "t_signal": job.t_signal,
         "n_events": sum(r.summary["n_events"] for r in ok),
         "n_hits": sum(r.summary["n_hits"] for r in ok),
         "seconds": seconds,

@@ -13,7 +13,10 @@ with ``p`` the hits' detector positions [cm] (3-d, not projected) and ties going
 lowest hit index; each of ``passes`` passes sees the hits attached by the previous ones,
 so a cluster grows by at most ``passes * R``. Noise hits within ``R`` of a shower are
 attached too: the radius trades recovered shower fringes against swallowed noise (chosen on
-validation events with ``benchmarks/select_thresholds.py``).
+validation events with ``benchmarks/select_thresholds.py``). A network with a signal head
+(:mod:`caloreco.losses.signal`) removes most of that trade-off: with ``candidates`` (its
+signal probability at least t_s) only the hits it calls signal are attached, and the
+others neither join a cluster nor pass one on.
 
 Implementation, exact and without a dense grid, on CPU and CUDA: assigned hits are sorted
 by the key of their cube of side ``R``; each unassigned hit looks up the 27 cubes around
@@ -47,14 +50,26 @@ def check_attach(radius: float | None, passes: int) -> float | None:
     return float(radius)
 
 
+def check_t_signal(t_signal: float | None) -> float | None:
+    """Validate the signal threshold of the attachment (None: every left-over hit)."""
+    if t_signal is None:
+        return None
+    if not (isinstance(t_signal, (int, float)) and 0.0 <= t_signal <= 1.0):
+        raise ConfigError(f"t_signal must be a probability in [0, 1] (or none), got {t_signal!r}")
+    return float(t_signal)
+
+
 def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
-                     radius: float, passes: int = 1) -> Tensor:
+                     radius: float, passes: int = 1,
+                     candidates: Tensor | None = None) -> Tensor:
     """Give unassigned hits (``cluster_id < 0``) the cluster of the nearest assigned hit of
-    their event within ``radius`` [cm] in ``xyz``, ``passes`` times (module docstring).
+    their event within ``radius`` [cm] in ``xyz``, ``passes`` times (module docstring);
+    with ``candidates``, only the unassigned hits where it is True.
 
     Shapes:
         cluster_id int64 ``[N]``, xyz float ``[N, 3]``, batch ``[N]`` (event of each hit,
-        any integers; None = one event) -> int64 ``[N]`` on the device of ``cluster_id``.
+        any integers; None = one event), candidates bool ``[N]`` (None: all) -> int64
+        ``[N]`` on the device of ``cluster_id``.
 
     Raises:
         ConfigError: radius not > 0 or passes < 1.
@@ -69,6 +84,9 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
                                f"got {tuple(xyz.shape)}")
     if batch is not None and batch.shape != (n,):
         raise InvalidDataError(f"batch must have shape [{n}], got {tuple(batch.shape)}")
+    if candidates is not None and (candidates.shape != (n,) or candidates.dtype != torch.bool):
+        raise InvalidDataError(f"attach candidates must be a bool mask of shape [{n}], got "
+                               f"{candidates.dtype} {tuple(candidates.shape)}")
     device = cluster_id.device
     out = cluster_id.clone()
     if n == 0:
@@ -90,7 +108,8 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
     r2 = float(radius) ** 2
     for _ in range(passes):
         assigned = torch.nonzero(out >= 0).squeeze(1)
-        todo = torch.nonzero(out < 0).squeeze(1)
+        todo = torch.nonzero(out < 0 if candidates is None
+                             else (out < 0) & candidates.to(device)).squeeze(1)
         if assigned.numel() == 0 or todo.numel() == 0:
             break
         akeys, order = torch.sort(keys[assigned])

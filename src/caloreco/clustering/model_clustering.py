@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from caloreco.clustering.attach import attach_leftovers, check_attach
+from caloreco.clustering.attach import attach_leftovers, check_attach, check_t_signal
 from caloreco.clustering.condensation import check_assign, check_r_max, condensation_clustering
 from caloreco.data.event import Event
 from caloreco.errors import ConfigError, InputFileError
@@ -85,13 +85,21 @@ def condense_outputs(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tens
                      r_max: float | None = None, positions: torch.Tensor | None = None,
                      attach_r: float | None = None, attach_passes: int = 1,
                      xyz: torch.Tensor | None = None,
-                     position_scale: float | None = None) -> torch.Tensor:
+                     position_scale: float | None = None,
+                     signal: torch.Tensor | None = None,
+                     t_signal: float | None = None) -> torch.Tensor:
     """Cluster ids from a network's outputs: condensation clustering (with the locality cut
     on ``positions`` when ``r_max`` is set, and in the coordinates extended by the detector
     term :func:`with_detector_term` when ``position_scale`` is set), then the left-over
-    attachment on ``xyz`` when ``attach_r`` is set. The one definition used by
-    :class:`ModelClusterer`, the trainer's validation and the Triton post-processing."""
+    attachment on ``xyz`` when ``attach_r`` is set, of the hits whose ``signal``
+    probability (a signal head's output) is at least ``t_signal`` when that is set. The
+    one definition used by :class:`ModelClusterer`, the trainer's validation and the
+    Triton post-processing."""
     check_position_scale(position_scale)
+    check_t_signal(t_signal)
+    if t_signal is not None and signal is None:
+        raise ConfigError(f"the signal threshold (t_signal = {t_signal}) needs the network's "
+                          f"signal output (a model with a signal head)")
     if (r_max is not None or position_scale is not None) and positions is None:
         raise ConfigError("the locality cut (r_max) and the detector term (position_scale) "
                           "need the hits' projected positions")
@@ -105,7 +113,9 @@ def condense_outputs(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tens
             raise ConfigError(f"the left-over attachment (attach_r = {attach_r} cm) needs the "
                               f"hits' x, y, z")
         cid = attach_leftovers(cid, xyz.to(beta.device), batch, radius=attach_r,
-                               passes=attach_passes)
+                               passes=attach_passes,
+                               candidates=None if t_signal is None
+                               else signal.to(beta.device) >= t_signal)
     return cid
 
 
@@ -150,6 +160,8 @@ class Prediction:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     # float32 [N] energy-correction factor per hit (models with an energy head), else None
     energy_factor: np.ndarray | None = None
+    # float32 [N] signal probability per hit (models with a signal head), else None
+    signal: np.ndarray | None = None
 
 
 class ModelClusterer:
@@ -170,13 +182,16 @@ class ModelClusterer:
         position_scale: detector term [cm per clustering-space unit]: condensation runs in
             the coordinates extended by the projected positions over it
             (:func:`with_detector_term`); None or inf: none.
+        t_signal: the attachment takes only left-over hits whose signal probability (the
+            network's signal head, :mod:`caloreco.losses.signal`) is at least this; None:
+            every left-over hit (0 attaches every hit too).
         device: where the network runs.
     """
 
     def __init__(self, model: nn.Module, encoding: HitEncoding, *, t_beta: float = 0.1,
                  t_d: float = 0.7, assign: str = "first", r_max: float | None = None,
                  attach_r: float | None = None, attach_passes: int = 1,
-                 position_scale: float | None = None,
+                 position_scale: float | None = None, t_signal: float | None = None,
                  device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -191,6 +206,10 @@ class ModelClusterer:
         self.position_scale = check_position_scale(
             None if position_scale is not None and math.isinf(position_scale)
             and position_scale > 0 else position_scale)  # inf: no detector term
+        self.t_signal = check_t_signal(t_signal)
+        if self.t_signal is not None and not self.has_signal_head:
+            raise ConfigError(f"t_signal = {self.t_signal} needs a network with a signal head; "
+                              f"{type(model).__name__} has none")
         self.timings = Timings()
 
     @classmethod
@@ -198,12 +217,13 @@ class ModelClusterer:
                         t_beta: float | None = None, t_d: float | None = None,
                         assign: str | None = None, r_max: float | None = None,
                         attach_r: float | None = None, attach_passes: int | None = None,
-                        position_scale: float | None = None,
+                        position_scale: float | None = None, t_signal: float | None = None,
                         shipped: str = "spvcnn") -> "ModelClusterer":
         """Load a checkpoint file or run directory (default: the shipped ``shipped`` model);
-        thresholds, assignment rule, locality cut, left-over attachment and detector term
-        default to the checkpoint's clustering record (``r_max=math.inf``,
-        ``attach_r=math.inf``, ``position_scale=math.inf`` switch recorded ones off)."""
+        thresholds, assignment rule, locality cut, left-over attachment (with its signal
+        threshold) and detector term default to the checkpoint's clustering record
+        (``r_max=math.inf``, ``attach_r=math.inf``, ``position_scale=math.inf`` switch
+        recorded ones off, ``t_signal=0`` lets every left-over hit be attached)."""
         from caloreco.training.checkpoint import load_checkpoint
 
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -219,7 +239,8 @@ class ModelClusterer:
                    attach_passes=int(ckpt.clustering.get("attach_passes", 1))
                    if attach_passes is None else attach_passes,
                    position_scale=ckpt.clustering.get("position_scale")
-                   if position_scale is None else position_scale)
+                   if position_scale is None else position_scale,
+                   t_signal=ckpt.clustering.get("t_signal") if t_signal is None else t_signal)
 
     @property
     def has_energy_head(self) -> bool:
@@ -227,6 +248,13 @@ class ModelClusterer:
         from caloreco.models.registry import has_energy_head
 
         return has_energy_head(self.model)
+
+    @property
+    def has_signal_head(self) -> bool:
+        """Whether the network also predicts a per-hit signal probability."""
+        from caloreco.models.registry import has_signal_head
+
+        return has_signal_head(self.model)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -241,7 +269,21 @@ class ModelClusterer:
         ``positions`` (``encoding.projected_positions``) are needed when ``r_max`` or
         ``position_scale`` is set, ``xyz`` (:func:`hit_xyz`) when ``attach_r`` is. With
         ``return_energy`` a fourth entry: the energy-correction factor ``[N]`` of a model
-        with an energy head, or None."""
+        with an energy head, or None. :meth:`predict_outputs` gives every output."""
+        out = self.predict_outputs(features, points, batch, positions, xyz)
+        result = out["cluster_id"], out["beta"], out["coords"]
+        return result + (out.get("energy_factor"),) if return_energy else result
+
+    @torch.no_grad()
+    def predict_outputs(self, features: torch.Tensor, points: torch.Tensor,
+                        batch: torch.Tensor, positions: torch.Tensor | None = None,
+                        xyz: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{"cluster_id" [N], "beta" [N], "coords" [N, D]}`` plus the network's other
+        outputs (``"energy_factor"``, ``"signal"`` [N]; :func:`~caloreco.models.registry.
+        output_names`), float32, for encoded hits of B events (inputs as
+        :meth:`predict_tensors`)."""
+        from caloreco.models.registry import named_outputs
+
         self._check_inputs(positions, xyz)
         t0 = time.perf_counter()
         # non_blocking: copies from page-locked inputs (stage_arrays) run asynchronously
@@ -252,19 +294,19 @@ class ModelClusterer:
             self.model.build_maps(mgr)  # kernel and point maps: counted as preparation
         self._sync()
         t1 = time.perf_counter()
-        out = self.model.run(features, mgr) if mgr is not None else self.model(features, points, batch)
-        coords, beta = out[0].float(), out[1].float()
+        out = named_outputs(self.model, self.model.run(features, mgr) if mgr is not None
+                            else self.model(features, points, batch))
+        out = {k: v.float() for k, v in out.items()}
         self._sync()
         t2 = time.perf_counter()
-        cid = self.condense(beta, coords, batch, positions, xyz)
+        cid = self.condense(out["beta"], out["coords"], batch, positions, xyz,
+                            signal=out.get("signal"))
         self._sync()
         t3 = time.perf_counter()
         self.timings.prepare += t1 - t0
         self.timings.network += t2 - t1
         self.timings.clustering += t3 - t2
-        if return_energy:
-            return cid, beta, coords, (out[2].float() if len(out) > 2 else None)
-        return cid, beta, coords
+        return {"cluster_id": cid, **out}
 
     def _check_inputs(self, positions: torch.Tensor | None, xyz: torch.Tensor | None) -> None:
         if self.r_max is not None and positions is None:
@@ -280,25 +322,29 @@ class ModelClusterer:
 
     def condense(self, beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
                  positions: torch.Tensor | None = None, xyz: torch.Tensor | None = None, *,
-                 t_beta: float | None = None, t_d: float | None = None) -> torch.Tensor:
+                 t_beta: float | None = None, t_d: float | None = None,
+                 signal: torch.Tensor | None = None) -> torch.Tensor:
         """Cluster ids from the network's outputs with this clusterer's thresholds (or
         ``t_beta``, ``t_d`` given here), rule, locality cut and left-over attachment
         (``positions`` and ``xyz`` are ignored when the clusterer has no cut or no
-        attachment)."""
+        attachment; ``signal``, the network's signal output, is needed with ``t_signal``
+        and an attachment)."""
         self._check_inputs(positions, xyz)
         return condense_outputs(beta, coords, batch,
                                 t_beta=self.t_beta if t_beta is None else t_beta,
                                 t_d=self.t_d if t_d is None else t_d, assign=self.assign,
                                 r_max=self.r_max, positions=positions,
                                 attach_r=self.attach_r, attach_passes=self.attach_passes,
-                                xyz=xyz, position_scale=self.position_scale)
+                                xyz=xyz, position_scale=self.position_scale,
+                                signal=signal,
+                                t_signal=self.t_signal if self.attach_r is not None else None)
 
     def clustering_record(self) -> dict[str, float | str | None]:
-        """Thresholds, rule, locality cut, attachment and detector term, as a checkpoint's
-        clustering record holds them."""
+        """Thresholds, rule, locality cut, attachment (and its signal threshold) and
+        detector term, as a checkpoint's clustering record holds them."""
         return {"t_beta": self.t_beta, "t_d": self.t_d, "assign": self.assign, "r_max": self.r_max,
                 "attach_r": self.attach_r, "attach_passes": self.attach_passes,
-                "position_scale": self.position_scale}
+                "position_scale": self.position_scale, "t_signal": self.t_signal}
 
     def detector_inputs(self, hits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What the clustering needs besides the network outputs, for raw hits: projected
@@ -326,26 +372,27 @@ class ModelClusterer:
             counts = [len(f) for f in feats]
             self.timings.prepare += time.perf_counter() - t0
             if sum(counts) == 0:
-                head = self.has_energy_head
+                head, sig = self.has_energy_head, self.has_signal_head
                 out.extend(Prediction(np.zeros(0, np.int64), np.zeros(0, np.float32),
                                       np.zeros((0, 0), np.float32), d,
-                                      np.zeros(0, np.float32) if head else None) for d in det)
+                                      np.zeros(0, np.float32) if head else None,
+                                      np.zeros(0, np.float32) if sig else None) for d in det)
                 continue
             # the event index is made on the device (no N-long transfer)
             batch = torch.repeat_interleave(torch.arange(len(chunk), device=self.device),
                                             torch.tensor(counts, device=self.device),
                                             output_size=sum(counts))
             joined = {k: stage_arrays([d[k] for d in det], self.device) for k in det[0]}
-            cid, beta, coords, factor = self.predict_tensors(
+            res = {k: v.cpu().numpy() for k, v in self.predict_outputs(
                 stage_arrays(feats, self.device), stage_arrays(pts, self.device),
-                batch, joined.get("positions"), joined.get("xyz"), return_energy=True)
-            cid, beta, coords = cid.cpu().numpy(), beta.cpu().numpy(), coords.cpu().numpy()
-            factor = None if factor is None else factor.cpu().numpy()
+                batch, joined.get("positions"), joined.get("xyz")).items()}
+            factor, signal = res.get("energy_factor"), res.get("signal")
             ends = np.cumsum(counts)
             for b, end in enumerate(ends):
                 sl = slice(end - counts[b], end)
-                out.append(Prediction(cid[sl], beta[sl], coords[sl], det[b],
-                                      None if factor is None else factor[sl]))
+                out.append(Prediction(res["cluster_id"][sl], res["beta"][sl], res["coords"][sl],
+                                      det[b], None if factor is None else factor[sl],
+                                      None if signal is None else signal[sl]))
             self.timings.events += len(chunk)
             self.timings.hits += int(sum(counts))
         return out

@@ -4,12 +4,13 @@ Row layout::
 
     event_id: int64
     hits:     var * {cluster_id: int64 (-1 = noise), beta: float32
-                     [, energy_factor: float32]}
+                     [, energy_factor: float32] [, signal: float32]}
     clusters: var * {cluster_id: int64, energy: float32 [GeV], x, y, z: float32 [cm]
                      (energy-weighted), n_hits: int64 [, energy_corrected: float32 [GeV]]}
 
 The bracketed fields are written for models with an energy head (the factor per hit, and
-the cluster energy corrected by the factor of its condensation point).
+the cluster energy corrected by the factor of its condensation point) and for models with a
+signal head (the probability that the hit belongs to a shower, not to noise).
 
 ``hits`` of row ``i`` align one to one with the hits of event ``i`` of the input shard.
 """
@@ -48,15 +49,25 @@ def cluster_table(event: Event, cluster_id: np.ndarray, beta: np.ndarray | None 
 
 def write_predictions(path: str | Path, events: Sequence[Event], cluster_ids: Sequence[np.ndarray],
                       betas: Sequence[np.ndarray],
-                      energy_factors: Sequence[np.ndarray] | None = None) -> Path:
+                      energy_factors: Sequence[np.ndarray] | None = None,
+                      signals: Sequence[np.ndarray] | None = None) -> Path:
     """Write one row per event atomically (see the module docstring); ``energy_factors``
-    (one array per event) from a model with an energy head."""
+    (one array per event) from a model with an energy head, ``signals`` from a model with
+    a signal head."""
     if not (len(events) == len(cluster_ids) == len(betas)):
         raise InvalidDataError(f"{len(events)} events but {len(cluster_ids)} cluster-id arrays "
                                f"and {len(betas)} beta arrays")
     factors = list(energy_factors) if energy_factors is not None else [None] * len(events)
     if len(factors) != len(events):
         raise InvalidDataError(f"{len(events)} events but {len(factors)} energy-factor arrays")
+    if signals is not None:
+        signals = list(signals)
+        if len(signals) != len(events):
+            raise InvalidDataError(f"{len(events)} events but {len(signals)} signal arrays")
+        for ev, sig in zip(events, signals):
+            if len(sig) != ev.n_hits:
+                raise InvalidDataError(f"prediction of event {ev.event_id} has {len(sig)} "
+                                       f"signal probabilities for {ev.n_hits} hits")
     for ev, cid, b, f in zip(events, cluster_ids, betas, factors):
         if len(cid) != ev.n_hits or len(b) != ev.n_hits or (f is not None and len(f) != ev.n_hits):
             raise InvalidDataError(f"prediction of event {ev.event_id} has {len(cid)} cluster ids, "
@@ -77,6 +88,8 @@ def write_predictions(path: str | Path, events: Sequence[Event], cluster_ids: Se
     if with_energy:
         hit_fields["energy_factor"] = ak.unflatten(flat(factors, np.float32), counts)
         columns = CLUSTER_COLUMNS + ("energy_corrected",)
+    if signals is not None:
+        hit_fields["signal"] = ak.unflatten(flat(signals, np.float32), counts)
     arr = ak.zip({
         "event_id": np.array([ev.event_id for ev in events], np.int64),
         "hits": ak.zip(hit_fields, depth_limit=2),
@@ -92,7 +105,7 @@ def write_predictions(path: str | Path, events: Sequence[Event], cluster_ids: Se
 
 def read_predictions(path: str | Path) -> list[dict[str, object]]:
     """Rows of a predictions file as dicts of numpy arrays (``event_id``, ``cluster_id``,
-    ``beta``, ``clusters``, and ``energy_factor`` when written)."""
+    ``beta``, ``clusters``, and ``energy_factor``, ``signal`` when written)."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "predictions file does not exist")
@@ -107,8 +120,9 @@ def read_predictions(path: str | Path) -> list[dict[str, object]]:
                    "clusters": {c: ak.to_numpy(r["clusters"][c]) for c in CLUSTER_COLUMNS
                                 + (("energy_corrected",) if "energy_corrected"
                                    in r["clusters"].fields else ())}}
-            if "energy_factor" in r["hits"].fields:
-                row["energy_factor"] = ak.to_numpy(r["hits"]["energy_factor"])
+            for extra in ("energy_factor", "signal"):
+                if extra in r["hits"].fields:
+                    row[extra] = ak.to_numpy(r["hits"][extra])
             rows.append(row)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputFileError(path, f"not a caloreco predictions file ({exc})") from None

@@ -86,9 +86,10 @@ class CondensationMethod:
         preds = self.clusterer.cluster_events(list(events), batch_size=self.batch_size)
         self.last_beta = [p.beta for p in preds]
         self.last_coords = [p.coords for p in preds]
-        # the hits' projected positions and x, y, z, for a rescan with the clusterer's
-        # locality cut and left-over attachment
-        self.last_extra = [p.extra for p in preds]
+        # the hits' projected positions and x, y, z (and the signal head's output), for a
+        # rescan with the clusterer's locality cut and left-over attachment
+        self.last_extra = [p.extra if p.signal is None else {**p.extra, "signal": p.signal}
+                           for p in preds]
         return [p.cluster_id.astype(np.int64, copy=False) for p in preds]
 
     def rescan(self, t_beta: float, t_d: float) -> list[np.ndarray]:
@@ -117,7 +118,8 @@ class CondensationMethod:
         extra = {k: torch.from_numpy(np.concatenate([self.last_extra[i][k] for i in kept]))
                  for k in self.last_extra[kept[0]]}
         cid = self.clusterer.condense(beta, coords, batch, extra.get("positions"),
-                                      extra.get("xyz"), t_beta=t_beta, t_d=t_d).numpy()
+                                      extra.get("xyz"), t_beta=t_beta, t_d=t_d,
+                                      signal=extra.get("signal")).numpy()
         start = 0
         for i in kept:
             out[i] = cid[start:start + counts[i]]
@@ -129,7 +131,8 @@ class CondensationMethod:
         return {"kind": "condensation", "model": type(c.model).__name__,
                 "device": str(c.device), "t_beta": c.t_beta, "t_d": c.t_d, "assign": c.assign,
                 "r_max": c.r_max, "attach_r": c.attach_r, "attach_passes": c.attach_passes,
-                "position_scale": c.position_scale, "batch_size": self.batch_size,
+                "position_scale": c.position_scale, "t_signal": c.t_signal,
+                "batch_size": self.batch_size,
                 "stage_timings": c.timings.as_dict()}
 
 

@@ -53,6 +53,8 @@ class GravNetConfig:
         dense: width of the dense layers inside a block (default 64).
         coord_dim: clustering-space dimension ``D`` (default 5).
         energy_head: also predict a per-hit energy-correction factor.
+        signal_head: also predict a per-hit signal probability (shower, not noise) from its
+            own MLP on the head's last hidden layer (trainable alone: ``signal_mlp``).
     """
 
     in_features: int
@@ -64,6 +66,7 @@ class GravNetConfig:
     dense: int = 64
     coord_dim: int = 5
     energy_head: bool = False
+    signal_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("in_features", "n_blocks", "k", "space_dim", "propagate_dim", "filters",
@@ -202,14 +205,16 @@ class GravNetModel(nn.Module):
     ``x_0 = norm(feats)``; ``x_b = block_b(x_{b-1})`` for b = 1..n_blocks;
     ``z = MLP([x_1, ..., x_n])`` (ReLU layers :data:`HEAD_WIDTHS`); then a linear layer to
     ``coords`` (no activation), ``beta = sigmoid(.)`` and, with ``energy_head``,
-    ``energy_factor = softplus(.)``.
+    ``energy_factor = softplus(.)``; with ``signal_head``, ``signal = sigmoid(MLP(h))`` on
+    the head's last hidden layer ``h``.
 
     Args:
         config: :class:`GravNetConfig`.
 
     Shapes (N hits, F features, D = ``coord_dim``):
         ``forward(feats [N, F], points [N, 3], batch [N])`` -> ``(coords [N, D],
-        beta [N])``, plus ``energy_factor [N]`` with ``energy_head``. ``points`` is
+        beta [N])``, plus ``energy_factor [N]`` with ``energy_head`` and then ``signal [N]``
+        with ``signal_head`` (:func:`caloreco.models.registry.output_names`). ``points`` is
         accepted for the common model interface and ignored: GravNet reads positions from
         the features. ``batch`` is the event index of each hit (need not be sorted).
     """
@@ -228,6 +233,8 @@ class GravNetModel(nn.Module):
             c = width
         n_out = config.coord_dim + 1 + int(config.energy_head)
         self.head = nn.Sequential(*layers, nn.Linear(c, n_out))
+        self.signal_mlp = (nn.Sequential(nn.Linear(c, c), nn.ReLU(True), nn.Linear(c, 1))
+                           if config.signal_head else None)
 
     def forward(self, feats: Tensor, points: Tensor, batch: Tensor) -> tuple[Tensor, ...]:
         if feats.dim() != 2 or feats.shape[1] != self.config.in_features:
@@ -238,8 +245,10 @@ class GravNetModel(nn.Module):
                                    f"event index per hit), got {tuple(batch.shape)}")
         batch = batch.long()
         d = self.config.coord_dim
+        hidden_width = self.head[-1].in_features
         if feats.shape[0] == 0:
             out = feats.new_zeros(0, d + 1 + int(self.config.energy_head))
+            hidden = feats.new_zeros(0, hidden_width)
         else:
             events = torch.arange(int(batch.max()) + 1, device=batch.device)
             x = self.input_norm.normalise(feats, batch, events)
@@ -247,8 +256,11 @@ class GravNetModel(nn.Module):
             for block in self.blocks:
                 x = block(x, batch, events)
                 outs.append(x)
-            out = self.head(torch.cat(outs, dim=1))
-        coords, beta = out[:, :d], torch.sigmoid(out[:, d])
+            hidden = self.head[:-1](torch.cat(outs, dim=1))
+            out = self.head[-1](hidden)
+        result: tuple[Tensor, ...] = (out[:, :d], torch.sigmoid(out[:, d]))
         if self.config.energy_head:
-            return coords, beta, nn.functional.softplus(out[:, d + 1])
-        return coords, beta
+            result += (nn.functional.softplus(out[:, d + 1]),)
+        if self.signal_mlp is not None:
+            result += (torch.sigmoid(self.signal_mlp(hidden).squeeze(1)),)
+        return result

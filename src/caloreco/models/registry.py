@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from caloreco.errors import ConfigError
 
@@ -53,5 +53,26 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
 
 
 def has_energy_head(model: nn.Module) -> bool:
-    """Whether ``model`` also predicts a per-hit energy-correction factor (third output)."""
+    """Whether ``model`` also predicts a per-hit energy-correction factor."""
     return bool(getattr(getattr(model, "config", None), "energy_head", False))
+
+
+def has_signal_head(model: nn.Module) -> bool:
+    """Whether ``model`` also predicts a per-hit signal probability (shower, not noise)."""
+    return bool(getattr(getattr(model, "config", None), "signal_head", False))
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """Names of the network's outputs, in order: ``coords``, ``beta``, then
+    ``energy_factor`` with an energy head and ``signal`` with a signal head."""
+    return (("coords", "beta") + (("energy_factor",) if has_energy_head(model) else ())
+            + (("signal",) if has_signal_head(model) else ()))
+
+
+def named_outputs(model: nn.Module, outputs: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """The network's output tuple as ``{name: tensor}`` (names: :func:`output_names`)."""
+    names = output_names(model)
+    if len(outputs) != len(names):
+        raise ConfigError(f"the network returned {len(outputs)} outputs, its configuration "
+                          f"names {len(names)}: {names}")
+    return dict(zip(names, outputs))

@@ -48,6 +48,10 @@ class SPVCNNConfig:
         energy_head: also predict a per-hit energy-correction factor ``softplus(.)`` from
             a separate MLP on the output point features (trained by
             :func:`caloreco.losses.energy.energy_loss`).
+        signal_head: also predict a per-hit signal probability ``sigmoid(.)`` (the hit
+            belongs to a shower rather than to noise) from its own MLP on the output point
+            features (trained by :func:`caloreco.losses.signal.signal_loss`); the
+            clustering uses it to choose which left-over hits to attach.
         dropout: dropout on the voxelised features entering the decoder (SPVNAS: 0.3).
         algorithm: sparse convolution algorithm in eager mode, ``"auto"`` (``"gemm"`` on
             CUDA, ``"scatter"`` elsewhere), ``"scatter"`` or ``"gemm"`` (export always uses
@@ -58,6 +62,7 @@ class SPVCNNConfig:
     cr: float = 0.5
     coord_dim: int = 5
     energy_head: bool = False
+    signal_head: bool = False
     dropout: float = 0.3
     algorithm: str = "auto"
     widths: tuple[int, ...] = field(default=())
@@ -135,7 +140,8 @@ class SPVCNN(nn.Module):
 
     Shapes (N hits, F features, D = ``coord_dim``):
         ``forward(feats [N, F], points [N, 3], batch [N])`` -> ``(coords [N, D],
-        beta [N])``, plus ``energy_factor [N]`` with ``energy_head``. ``points`` are
+        beta [N])``, plus ``energy_factor [N]`` with ``energy_head`` and then ``signal [N]``
+        with ``signal_head`` (:func:`caloreco.models.registry.output_names`). ``points`` are
         positions in voxel units (hit in voxel ``floor(points)``), ``batch`` the event
         index of each hit.
     """
@@ -170,6 +176,8 @@ class SPVCNN(nn.Module):
         # network (caloreco train --init ... --trainable energy_mlp) without moving coords/beta
         self.energy_mlp = (nn.Sequential(nn.Linear(cs[8], cs[8]), nn.ReLU(True),
                                          nn.Linear(cs[8], 1)) if config.energy_head else None)
+        self.signal_mlp = (nn.Sequential(nn.Linear(cs[8], cs[8]), nn.ReLU(True),
+                                         nn.Linear(cs[8], 1)) if config.signal_head else None)
 
     def prepare(self, points: Tensor, batch: Tensor) -> CoordinateManager:
         """Voxelise the hits: the coordinate manager the network runs on (builds maps lazily)."""
@@ -227,7 +235,9 @@ class SPVCNN(nn.Module):
         z3 = to_points(y4) + self.point_mlps[2](z2, mgr)
         out = self.head(z3)
         d = self.config.coord_dim
-        coords, beta = out[:, :d], torch.sigmoid(out[:, d])
+        outs: tuple[Tensor, ...] = (out[:, :d], torch.sigmoid(out[:, d]))
         if self.energy_mlp is not None:
-            return coords, beta, torch.nn.functional.softplus(self.energy_mlp(z3).squeeze(1))
-        return coords, beta
+            outs += (torch.nn.functional.softplus(self.energy_mlp(z3).squeeze(1)),)
+        if self.signal_mlp is not None:
+            outs += (torch.sigmoid(self.signal_mlp(z3).squeeze(1)),)
+        return outs

@@ -56,7 +56,8 @@ class BatchOutput:
     """The outputs of one request (hits in request order) and where its time went.
 
     Shapes: ``cluster_id [N]`` int64, ``beta [N]`` float32, ``coords [N, D]`` float32,
-    ``energy_factor [N]`` float32 (None without an energy head).
+    ``energy_factor [N]`` float32 (None without an energy head), ``signal [N]`` float32
+    (None without a signal head).
     """
 
     cluster_id: np.ndarray
@@ -66,6 +67,7 @@ class BatchOutput:
     compute_ns: int
     batch_events: int
     energy_factor: np.ndarray | None = None
+    signal: np.ndarray | None = None
 
 
 @dataclass
@@ -209,16 +211,17 @@ class DynamicBatcher:
             event = torch.repeat_interleave(torch.arange(len(nonempty), device=dev), nonempty,
                                             output_size=n)
             det = {k: stage_arrays([i.detector[k] for i in batch], dev) for k in batch[0].detector}
-            cid_t, beta_t, coords_t, factor_t = self.clusterer.predict_tensors(
+            res = {k: v.cpu().numpy() for k, v in self.clusterer.predict_outputs(
                 stage_arrays([i.features for i in batch], dev),
                 stage_arrays([i.points for i in batch], dev), event,
-                det.get("positions"), det.get("xyz"), return_energy=True)
-            cid, beta, coords = cid_t.cpu().numpy(), beta_t.cpu().numpy(), coords_t.cpu().numpy()
-            factor = None if factor_t is None else factor_t.cpu().numpy()
+                det.get("positions"), det.get("xyz")).items()}
+            cid, beta, coords = res["cluster_id"], res["beta"], res["coords"]
+            factor, signal = res.get("energy_factor"), res.get("signal")
         else:
             cid, beta = np.zeros(0, np.int64), np.zeros(0, np.float32)
             coords = np.zeros((0, self.coord_dim), np.float32)
             factor = np.zeros(0, np.float32) if self.clusterer.has_energy_head else None
+            signal = np.zeros(0, np.float32) if self.clusterer.has_signal_head else None
         compute_ns = int((time.perf_counter() - start) * 1e9)
         with self._cond:
             s = self._stats
@@ -236,5 +239,6 @@ class DynamicBatcher:
             hi = lo + int(item.counts.sum())
             item.future.set_result(BatchOutput(
                 cid[lo:hi], beta[lo:hi], coords[lo:hi], int((start - item.enqueued) * 1e9),
-                compute_ns, len(counts), None if factor is None else factor[lo:hi]))
+                compute_ns, len(counts), None if factor is None else factor[lo:hi],
+                None if signal is None else signal[lo:hi]))
             lo = hi

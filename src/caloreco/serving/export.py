@@ -25,8 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from caloreco.errors import ConfigError, MissingDependencyError
-from caloreco.models.registry import has_energy_head
-from caloreco.serving.protocol import ENERGY_OUTPUT, NETWORK_OUTPUTS
+from caloreco.models.registry import output_names
 from caloreco.sparse import Conv3d
 from caloreco.sparse.manager import CoordinateManager
 from caloreco.utils.atomic import atomic_path
@@ -50,7 +49,8 @@ def preprocess(model: nn.Module, points: Tensor, batch: Tensor) -> dict[str, Ten
 
 class FrozenNetwork(nn.Module):
     """``model.run`` on pre-processed maps: ``forward(features, *maps) -> (coords, beta)``,
-    and ``energy_factor`` third for a network with an energy head (``output_names``).
+    then ``energy_factor`` and ``signal`` for a network with an energy or signal head
+    (``output_names``, :func:`caloreco.models.registry.output_names`).
 
     Args:
         model: an SPVCNN-like network with ``prepare``, ``build_maps`` and ``run``; it is
@@ -63,7 +63,7 @@ class FrozenNetwork(nn.Module):
             raise ConfigError(f"{type(model).__name__} cannot be split into pre-processing and "
                               f"network (needs prepare/build_maps/run)")
         self.names = map_names(model)
-        self.output_names = NETWORK_OUTPUTS + ((ENERGY_OUTPUT,) if has_energy_head(model) else ())
+        self.output_names = output_names(model)
         self.model = copy.deepcopy(model).cpu().eval()
         for m in self.model.modules():
             if isinstance(m, Conv3d):

@@ -54,9 +54,13 @@ BETA = "BETA"
 COORDS = "COORDS"
 #: per-hit energy-correction factor (models with an energy head only)
 ENERGY_FACTOR = "ENERGY_FACTOR"
-#: outputs of the exported network (a network with an energy head adds ``ENERGY_OUTPUT``)
+#: per-hit signal probability (models with a signal head only)
+SIGNAL = "SIGNAL"
+#: outputs of the exported network (a network with an energy head adds ``ENERGY_OUTPUT``,
+#: then one with a signal head ``SIGNAL_OUTPUT``: :func:`caloreco.models.registry.output_names`)
 NETWORK_OUTPUTS: tuple[str, ...] = ("coords", "beta")
 ENERGY_OUTPUT = "energy_factor"
+SIGNAL_OUTPUT = "signal"
 
 #: The one version of every served model.
 MODEL_VERSION = "1"
@@ -130,12 +134,15 @@ INPUTS: tuple[TensorSpec, ...] = (
 )
 
 
-def output_specs(coord_dim: int, energy_head: bool = False) -> tuple[TensorSpec, ...]:
+def output_specs(coord_dim: int, energy_head: bool = False,
+                 signal_head: bool = False) -> tuple[TensorSpec, ...]:
     """The output tensors of a model with ``coord_dim``-dimensional clustering space (and,
-    with ``energy_head``, the per-hit energy-correction factor)."""
+    with ``energy_head``, the per-hit energy-correction factor; with ``signal_head``, the
+    per-hit signal probability)."""
     specs = (TensorSpec(CLUSTER_ID, "INT64", (-1,)), TensorSpec(BETA, "FP32", (-1,)),
              TensorSpec(COORDS, "FP32", (-1, coord_dim)))
-    return specs + ((TensorSpec(ENERGY_FACTOR, "FP32", (-1,)),) if energy_head else ())
+    return (specs + ((TensorSpec(ENERGY_FACTOR, "FP32", (-1,)),) if energy_head else ())
+            + ((TensorSpec(SIGNAL, "FP32", (-1,)),) if signal_head else ()))
 
 
 def _shape(name: str, shape: Any) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import numpy as np
 from caloreco.clustering.model_clustering import ModelClusterer
 from caloreco.errors import ConfigError
 from caloreco.serving.batcher import DynamicBatcher
-from caloreco.serving.protocol import (BETA, CLUSTER_ID, COORDS, ENERGY_FACTOR, FEATURE_COLUMNS, INPUTS,
+from caloreco.serving.protocol import (BETA, CLUSTER_ID, COORDS, ENERGY_FACTOR, FEATURE_COLUMNS, INPUTS, SIGNAL,
                                        MODEL_VERSION, UnknownModelError, hits_columns, output_specs,
                                        validate_inputs)
 
@@ -56,7 +56,8 @@ class ServedModel:
         self.clusterer = clusterer
         self.max_hits = max_hits
         self.coord_dim = model_coord_dim(clusterer)
-        self.outputs = output_specs(self.coord_dim, clusterer.has_energy_head)
+        self.outputs = output_specs(self.coord_dim, clusterer.has_energy_head,
+                                    clusterer.has_signal_head)
         self.output_names = [s.name for s in self.outputs]
         self.batcher = DynamicBatcher(clusterer, self.coord_dim, max_batch_events=max_batch_events,
                                       max_queue_delay_us=max_queue_delay_us)
@@ -91,7 +92,9 @@ class ServedModel:
                   "attach_r": "none" if self.clusterer.attach_r is None else str(self.clusterer.attach_r),
                   "attach_passes": str(self.clusterer.attach_passes),
                   "position_scale": ("none" if self.clusterer.position_scale is None
-                                     else str(self.clusterer.position_scale))}
+                                     else str(self.clusterer.position_scale)),
+                  "t_signal": ("none" if self.clusterer.t_signal is None
+                               else str(self.clusterer.t_signal))}
         return {"name": self.name, "platform": self.platform, "backend": "caloreco", "max_batch_size": 0,
                 "input": [s.config() for s in INPUTS], "output": [s.config() for s in self.outputs],
                 "dynamic_batching": {"max_queue_delay_microseconds": round(b.max_queue_delay_s * 1e6)},
@@ -119,7 +122,7 @@ class ServedModel:
     # ------------------------------------------------------------------ inference
     def infer(self, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs ``{CLUSTER_ID, BETA, COORDS}`` (and ``ENERGY_FACTOR`` for a model with an
-        energy head) for decoded input tensors.
+        energy head, ``SIGNAL`` for one with a signal head) for decoded input tensors.
 
         Raises:
             InvalidDataError: the inputs break a rule (see :func:`validate_inputs`).
@@ -147,6 +150,8 @@ class ServedModel:
         result = {CLUSTER_ID: out.cluster_id, BETA: out.beta, COORDS: out.coords}
         if out.energy_factor is not None:
             result[ENERGY_FACTOR] = out.energy_factor
+        if out.signal is not None:
+            result[SIGNAL] = out.signal
         return result
 
     def _count(self, pair: list[int], seconds: float) -> None:

@@ -18,7 +18,8 @@ raw hit columns of :data:`RAW_HIT_COLUMNS` (the
 ``offsets[b]:offsets[b + 1]``; default one event), and returns per hit ``CLUSTER_ID``
 INT64 ``[N]`` (-1 = noise, ids per event from 0), ``BETA`` FP32 ``[N]`` and ``COORDS``
 FP32 ``[N, D]`` (and, for a network with an energy head, ``ENERGY_FACTOR`` FP32 ``[N]``,
-the per-hit energy-correction factor): what :meth:`~caloreco.clustering.model_clustering.ModelClusterer.cluster_events`
+the per-hit energy-correction factor; for one with a signal head, ``SIGNAL`` FP32 ``[N]``,
+the per-hit signal probability): what :meth:`~caloreco.clustering.model_clustering.ModelClusterer.cluster_events`
 gives for the same hits.
 
 Why three models: kernel-map building (sort, ``searchsorted``, ``unique``) has no ONNX
@@ -41,7 +42,7 @@ of a request together; run more requests in parallel with ``instance_group { cou
 Parameters (thresholds, encoding, network configuration) are in the configs'
 ``parameters``, so ``t_beta``, ``t_d``, ``assign``, ``r_max`` (the locality cut in cm,
 ``none`` for none), ``position_scale`` (the detector term in cm, ``none`` for none) and the
-attachment can be changed without re-exporting. The
+attachment (with its signal threshold ``t_signal``) can be changed without re-exporting. The
 repository is written into a temporary directory beside ``DIR`` and renamed into place.
 """
 
@@ -61,7 +62,7 @@ import numpy as np
 
 from caloreco.errors import ConfigError, InvalidDataError, MissingDependencyError
 from caloreco.models.encoding import REQUIRED_COLUMNS
-from caloreco.serving.protocol import NETWORK_OUTPUTS
+from caloreco.serving.protocol import NETWORK_OUTPUTS, SIGNAL_OUTPUT
 
 if TYPE_CHECKING:
     import torch
@@ -244,7 +245,8 @@ class NetworkRunner:
         input_names: the network inputs in call order.
         device: ``"cpu"`` or ``"cuda:N"`` (TorchScript only; ONNX runs on the CPU).
         output_names: the network outputs in order (default ``NETWORK_OUTPUTS`` of
-            :mod:`caloreco.serving.protocol`; an energy head adds ``"energy_factor"``).
+            :mod:`caloreco.serving.protocol`; an energy head adds ``"energy_factor"``, a
+            signal head ``"signal"``).
     """
 
     def __init__(self, path: str | Path, input_names: Sequence[str], *,
@@ -272,8 +274,8 @@ class NetworkRunner:
                        "output_names", json.dumps(list(NETWORK_OUTPUTS)))))
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """``{"coords": [N, D], "beta": [N]}`` (and ``"energy_factor": [N]``), float32, for
-        the inputs in call order."""
+        """``{"coords": [N, D], "beta": [N]}`` (and ``"energy_factor"``, ``"signal"``
+        [N]), float32, for the inputs in call order."""
         import torch
 
         if len(arrays) != len(self.input_names):
@@ -300,12 +302,15 @@ class Postprocessor:
         attach_r, attach_passes: left-over attachment [cm] on the hits' x, y, z; None: none.
         position_scale: detector term [cm per clustering unit] on the hits' projected
             positions; None: none.
+        t_signal: the attachment takes only hits whose ``signal`` input (a network's signal
+            head) is at least this; None: every left-over hit.
     """
 
     def __init__(self, t_beta: float, t_d: float, assign: str = "first",
                  r_max: float | None = None, attach_r: float | None = None,
-                 attach_passes: int = 1, position_scale: float | None = None) -> None:
-        from caloreco.clustering.attach import check_attach
+                 attach_passes: int = 1, position_scale: float | None = None,
+                 t_signal: float | None = None) -> None:
+        from caloreco.clustering.attach import check_attach, check_t_signal
         from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.clustering.model_clustering import check_position_scale
 
@@ -316,27 +321,33 @@ class Postprocessor:
         self.attach_passes = int(attach_passes)
         self.position_scale = check_position_scale(
             None if position_scale is None else float(position_scale))
+        self.t_signal = check_t_signal(None if t_signal is None else float(t_signal))
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> "Postprocessor":
-        """From the config ``parameters``; ``r_max`` / ``attach_r`` / ``position_scale``
-        absent or ``"none"``: no locality cut / no attachment / no detector term."""
+        """From the config ``parameters``; ``r_max`` / ``attach_r`` / ``position_scale`` /
+        ``t_signal`` absent or ``"none"``: no locality cut / no attachment / no detector
+        term / every left-over hit attached."""
         r_max = params.get("r_max", "none")
         attach_r = params.get("attach_r", "none")
         scale = params.get("position_scale", "none")
+        t_signal = params.get("t_signal", "none")
         return cls(float(params["t_beta"]), float(params["t_d"]), params.get("assign", "first"),
                    None if r_max == "none" else float(r_max),
                    None if attach_r == "none" else float(attach_r),
                    int(params.get("attach_passes", "1")),
-                   None if scale == "none" else float(scale))
+                   None if scale == "none" else float(scale),
+                   None if t_signal == "none" else float(t_signal))
 
     def __call__(self, coords: np.ndarray, beta: np.ndarray, hit_event: np.ndarray,
                  hit_position: np.ndarray | None = None, hit_xyz: np.ndarray | None = None,
-                 energy_factor: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 energy_factor: np.ndarray | None = None,
+                 signal: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``{"CLUSTER_ID": int64 [N], "BETA": float32 [N], "COORDS": float32 [N, D]}``, and
-        ``"ENERGY_FACTOR": float32 [N]`` (passed through) when ``energy_factor`` is given;
-        ``hit_position`` [N, 3] is used when ``r_max`` or ``position_scale`` is set,
-        ``hit_xyz`` [N, 3] when ``attach_r`` is."""
+        ``"ENERGY_FACTOR"``, ``"SIGNAL"``: float32 [N] (passed through) when
+        ``energy_factor``, ``signal`` are given; ``hit_position`` [N, 3] is used when
+        ``r_max`` or ``position_scale`` is set, ``hit_xyz`` [N, 3] when ``attach_r`` is,
+        ``signal`` [N] when ``attach_r`` and ``t_signal`` are."""
         import torch
 
         from caloreco.clustering.model_clustering import condense_outputs
@@ -355,14 +366,22 @@ class Postprocessor:
                 raise InvalidDataError(f"the left-over attachment (attach_r = {self.attach_r} "
                                        f"cm) needs the '{HIT_XYZ}' input")
             xyz = torch.from_numpy(np.ascontiguousarray(hit_xyz)).float()
+        gate = self.t_signal if self.attach_r is not None else None
+        if gate is not None and signal is None:
+            raise InvalidDataError(f"the signal threshold of the attachment (t_signal = "
+                                   f"{gate}) needs the network's '{SIGNAL_OUTPUT}' output")
         cid = condense_outputs(b, c, torch.from_numpy(np.asarray(hit_event, np.int64)),
                                t_beta=self.t_beta, t_d=self.t_d, assign=self.assign,
                                r_max=self.r_max, positions=pos, attach_r=self.attach_r,
                                attach_passes=self.attach_passes, xyz=xyz,
-                               position_scale=self.position_scale)
+                               position_scale=self.position_scale,
+                               signal=None if gate is None else torch.from_numpy(
+                                   np.asarray(signal, np.float32)), t_signal=gate)
         out = {"CLUSTER_ID": cid.numpy(), "BETA": b.numpy(), "COORDS": c.numpy()}
         if energy_factor is not None:
             out["ENERGY_FACTOR"] = np.asarray(energy_factor, dtype=np.float32)
+        if signal is not None:
+            out["SIGNAL"] = np.asarray(signal, dtype=np.float32)
         return out
 
 
@@ -650,14 +669,15 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
              "hit_columns": json.dumps(list(RAW_HIT_COLUMNS))}))
         results = [TensorSpec("CLUSTER_ID", "TYPE_INT64", (-1,)),
                    outputs[1].renamed("BETA"), outputs[0].renamed("COORDS"),
-                   *(s.renamed("ENERGY_FACTOR") for s in outputs[2:])]
+                   *(s.renamed(s.name.upper()) for s in outputs[2:])]  # ENERGY_FACTOR, SIGNAL
         _write_python_model(tmp / post, "postprocess.py", python_config(
             post, "Network outputs -> cluster id per hit: object condensation (points with "
                   "beta > t_beta, hits within t_d of them, and within r_max [cm] of them in "
                   "hit_position unless r_max is none; distances extended by hit_position / "
                   "position_scale [cm] unless it is none; then, unless attach_r is none, "
                   "unassigned hits join the nearest clustered hit within attach_r [cm] in "
-                  "hit_xyz, attach_passes times).",
+                  "hit_xyz, attach_passes times; with t_signal not none, only hits whose "
+                  "signal output is >= t_signal).",
             [*outputs, hit_event, hit_position, hit_xyz_spec], results,
             {"t_beta": repr(float(ckpt.clustering.get("t_beta", 0.1))),
              "t_d": repr(float(ckpt.clustering.get("t_d", 0.7))),
@@ -668,7 +688,9 @@ def build_triton_repo(checkpoint: str | Path, repo: str | Path, *, fmt: str = "o
                           else repr(float(ckpt.clustering["attach_r"]))),
              "attach_passes": str(int(ckpt.clustering.get("attach_passes", 1))),
              "position_scale": ("none" if ckpt.clustering.get("position_scale") is None
-                                else repr(float(ckpt.clustering["position_scale"])))}))
+                                else repr(float(ckpt.clustering["position_scale"]))),
+             "t_signal": ("none" if ckpt.clustering.get("t_signal") is None
+                          else repr(float(ckpt.clustering["t_signal"])))}))
 
         (tmp / name / VERSION).mkdir(parents=True)
         steps = [

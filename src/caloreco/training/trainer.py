@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader
 
 from caloreco.errors import ConfigError
 from caloreco.losses.energy import energy_loss
+from caloreco.losses.signal import signal_loss
+from caloreco.models.registry import named_outputs
 from caloreco.models.encoding import encoding_from_dict
 from caloreco.models.registry import build_model
 from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -69,8 +71,9 @@ class TrainConfig:
     # margin of the condensation-point repulsion (loss weight "pair", default 0: off)
     pair_margin: float = 1.0
     # coefficients of the loss terms (attractive, repulsive, beta, noise, pair; see
-    # CondensationLoss) and "energy" (the energy regression of a model with an energy head,
-    # caloreco.losses.energy; default 1)
+    # CondensationLoss), "energy" (the energy regression of a model with an energy head,
+    # caloreco.losses.energy; default 1) and "signal" (the signal/noise classification of a
+    # model with a signal head, caloreco.losses.signal; default 1)
     loss_weights: dict[str, float] = field(default_factory=dict)
     # train only the parameters whose names start with one of these prefixes (e.g.
     # ["energy_mlp"]: the energy head alone on a trained network); empty: all
@@ -84,6 +87,9 @@ class TrainConfig:
     attach_passes: int = 1
     # detector term of the validation clustering [cm per clustering unit]; None: none
     position_scale: float | None = None
+    # the validation clustering attaches only left-over hits whose signal probability is
+    # at least this (a model with a signal head); None: every left-over hit
+    t_signal: float | None = None
     progress: bool = True
     # data-loading processes (decode + encode ahead of the device); 0: in the training loop.
     # The batches and their order are the same whatever the number.
@@ -126,7 +132,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False,
                  rank: int = 0, world_size: int = 1) -> None:
-        from caloreco.clustering.attach import check_attach
+        from caloreco.clustering.attach import check_attach, check_t_signal
         from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.clustering.model_clustering import check_position_scale
         from caloreco.losses.condensation import CondensationLoss
@@ -136,6 +142,7 @@ class Trainer:
         check_r_max(cfg.r_max)
         check_attach(cfg.attach_r, cfg.attach_passes)
         check_position_scale(cfg.position_scale)
+        check_t_signal(cfg.t_signal)
         if not 0.0 < cfg.t_beta < 1.0 or not cfg.t_d > 0.0:
             raise ConfigError(f"validation clustering needs 0 < t_beta < 1 and t_d > 0, got "
                               f"t_beta {cfg.t_beta}, t_d {cfg.t_d}")
@@ -151,6 +158,10 @@ class Trainer:
         self.model_config = self.model.config.to_dict()
         weights = dict(cfg.loss_weights)
         self.energy_weight = float(weights.pop("energy", 1.0))
+        self.signal_weight = float(weights.pop("signal", 1.0))
+        if cfg.t_signal is not None and not self.model_config.get("signal_head"):
+            raise ConfigError(f"--t-signal {cfg.t_signal} needs a model with a signal head "
+                              f"(--signal-head)")
         self.loss_fn = CondensationLoss(q_min=cfg.q_min, s_b=cfg.s_b, weight_beta=True,
                                         repulsion=cfg.repulsion, r_local=cfg.r_local,
                                         pair_margin=cfg.pair_margin, **weights)
@@ -175,7 +186,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, warmup_cosine(self.total_steps, warmup=max(1, self.total_steps // 20)))
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.best_pq, self.best_energy = -math.inf, math.inf
+        self.best_pq, self.best_energy, self.best_signal = -math.inf, math.inf, math.inf
         if resume:
             self._resume()
         elif cfg.init:
@@ -197,6 +208,17 @@ class Trainer:
                               f"its modules are {names}")
         return chosen
 
+    def _train_mode(self) -> None:
+        """Training mode; with ``trainable`` prefixes only those modules train, the frozen
+        rest runs as at inference (no dropout), so that a head trained alone on a trained
+        network sees the features it will read."""
+        self.model.train()
+        if self.cfg.trainable:
+            self.model.eval()
+            for name, module in self.model.named_modules():
+                if name and name.startswith(tuple(self.cfg.trainable)):
+                    module.train()
+
     # ------------------------------------------------------------------ state
     def _checkpoint(self, metrics: dict[str, Any] | None = None) -> Checkpoint:
         cfg = self.cfg
@@ -206,10 +228,12 @@ class Trainer:
                                       "assign": cfg.assign, "r_max": cfg.r_max,
                                       "attach_r": cfg.attach_r,
                                       "attach_passes": cfg.attach_passes,
-                                      "position_scale": cfg.position_scale},
+                                      "position_scale": cfg.position_scale,
+                                      "t_signal": cfg.t_signal},
                           training={"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                                     "global_step": self.global_step, "best_pq": self.best_pq,
                                     "best_energy": self.best_energy,
+                                    "best_signal": self.best_signal,
                                     "optimizer": self.opt.state_dict(),
                                     "scheduler": self.sched.state_dict(),
                                     "rng_cpu": torch.get_rng_state(),
@@ -230,29 +254,34 @@ class Trainer:
         self.epoch, self.step_in_epoch = int(t["epoch"]), int(t["step_in_epoch"])
         self.global_step, self.best_pq = int(t["global_step"]), float(t["best_pq"])
         self.best_energy = float(t.get("best_energy", math.inf))
+        self.best_signal = float(t.get("best_signal", math.inf))
         torch.set_rng_state(t["rng_cpu"])  # dropout masks continue as without interruption
         if t.get("rng_cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(t["rng_cuda"], self.device)
 
     def _init_weights(self, path: str) -> None:
         """Load the weights of checkpoint ``path``: same network, configuration and encoding;
-        a checkpoint without the energy head may start a run with one (the head starts
-        fresh, every other weight is loaded)."""
-        expect = {k: v for k, v in self.model_config.items() if k != "energy_head"}
+        a checkpoint without the energy or signal head may start a run with one (the head
+        starts fresh, every other weight is loaded)."""
+        heads = {"energy_head": "energy_mlp.", "signal_head": "signal_mlp."}
+        expect = {k: v for k, v in self.model_config.items() if k not in heads}
         ckpt = load_checkpoint(path, expect_model=self.cfg.model, expect_config=expect)
-        ours = bool(self.model_config.get("energy_head"))
-        theirs = bool(ckpt.model_config.get("energy_head"))
-        if theirs and not ours:
-            raise ConfigError(f"--init {path}: the checkpoint has an energy head; train with "
-                              f"--energy-head to keep it")
-        adds_head = ours and not theirs
+        added = []
+        for key, prefix in heads.items():
+            ours, theirs = bool(self.model_config.get(key)), bool(ckpt.model_config.get(key))
+            if theirs and not ours:
+                raise ConfigError(f"--init {path}: the checkpoint has a{'n' if key[0] == 'e' else ''} "
+                                  f"{key.replace('_', ' ')}; train with "
+                                  f"--{key.replace('_', '-')} to keep it")
+            if ours and not theirs:
+                added.append(prefix)
         if encoding_from_dict(ckpt.encoding).to_dict() != self.encoding.to_dict():
             raise ConfigError(f"--init {path}: the checkpoint's hit encoding {ckpt.encoding} "
                               f"differs from this run's {self.encoding.to_dict()}")
         # float16 shipped weights become float32
-        result = self.model.load_state_dict(ckpt.state_dict, strict=not adds_head)
-        if adds_head and (result.unexpected_keys or any(
-                not k.startswith("energy_mlp.") for k in result.missing_keys)):
+        result = self.model.load_state_dict(ckpt.state_dict, strict=not added)
+        if added and (result.unexpected_keys or any(
+                not k.startswith(tuple(added)) for k in result.missing_keys)):
             raise ConfigError(f"--init {path}: weights do not fit this network (missing "
                               f"{result.missing_keys}, unexpected {result.unexpected_keys})")
 
@@ -264,15 +293,19 @@ class Trainer:
     def _forward_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            outs = self.net(batch["features"], batch["points"], batch["batch"])
-        coords, beta = outs[0].float(), outs[1].float()
+            outs = named_outputs(self.model, self.net(batch["features"], batch["points"],
+                                                      batch["batch"]))
+        coords, beta = outs["coords"].float(), outs["beta"].float()
         terms = self.loss_fn(beta, coords, batch["target"], batch["batch"],
                              weights=batch["weight"], positions=batch["positions"])
-        if len(outs) > 2:  # the energy head
+        if "signal" in outs:  # the signal head
+            terms["signal"] = signal_loss(outs["signal"].float(), batch["target"], batch["batch"])
+            terms["loss"] = terms["loss"] + self.signal_weight * terms["signal"]
+        if "energy_factor" in outs:  # the energy head
             if bool(torch.isnan(batch["energy_target"]).any()):
                 raise ConfigError("the model has an energy head, but the training events have "
                                   "no generated cluster energies (clusters['energy'])")
-            terms["energy"] = energy_loss(outs[2].float(), beta, batch["target"],
+            terms["energy"] = energy_loss(outs["energy_factor"].float(), beta, batch["target"],
                                           batch["energy_target"], batch["batch"],
                                           q_min=self.cfg.q_min)
             terms["loss"] = terms["loss"] + self.energy_weight * terms["energy"]
@@ -300,7 +333,7 @@ class Trainer:
                                 prefetch_factor=4 if cfg.workers else None,
                                 pin_memory=self.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(cfg.seed))
-            self.model.train()
+            self._train_mode()
             bar = None
             if cfg.progress and self.rank == 0:
                 from tqdm import tqdm
@@ -359,12 +392,14 @@ class Trainer:
                 self._log(row, writer)
                 if on_log:
                     on_log(row)
-                # best: highest PQ; at equal PQ (e.g. only the energy head trains) the
-                # lower validation energy loss
-                key = (metrics.get("pq", -1), -metrics.get("val_energy", math.inf))
-                if key > (self.best_pq, -self.best_energy):
+                # best: highest PQ; at equal PQ (e.g. only the energy or signal head
+                # trains) the lower validation energy loss, then signal loss
+                key = (metrics.get("pq", -1), -metrics.get("val_energy", math.inf),
+                       -metrics.get("val_signal", math.inf))
+                if key > (self.best_pq, -self.best_energy, -self.best_signal):
                     self.best_pq = metrics["pq"]
                     self.best_energy = metrics.get("val_energy", math.inf)
+                    self.best_signal = metrics.get("val_signal", math.inf)
                     save_checkpoint(self._checkpoint(metrics), self.out / "best.pt")
             self._save_last()
             barrier(self.world_size)  # the other ranks wait for rank 0's validation
@@ -381,16 +416,19 @@ class Trainer:
 
         self.model.eval()
         ev = ClusteringEvaluator()
-        losses, e_losses = [], []
+        losses, e_losses, s_losses = [], [], []
         for i in range(len(self.val_set)):
             b = _to(collate([self.val_set[i]]), self.device)
-            outs = self.model(b["features"], b["points"], b["batch"])
-            coords, beta = outs[0], outs[1]
+            outs = named_outputs(self.model, self.model(b["features"], b["points"], b["batch"]))
+            coords, beta, signal = outs["coords"], outs["beta"], outs.get("signal")
             terms = self.loss_fn(beta.float(), coords.float(), b["target"], b["batch"],
                                  weights=b["weight"], positions=b["positions"])
             losses.append(float(terms["loss"]))
-            if len(outs) > 2 and not bool(torch.isnan(b["energy_target"]).any()):
-                e_losses.append(float(energy_loss(outs[2].float(), beta.float(), b["target"],
+            if signal is not None:
+                s_losses.append(float(signal_loss(signal.float(), b["target"])))
+            if "energy_factor" in outs and not bool(torch.isnan(b["energy_target"]).any()):
+                e_losses.append(float(energy_loss(outs["energy_factor"].float(), beta.float(),
+                                                  b["target"],
                                                   b["energy_target"], b["batch"],
                                                   q_min=self.cfg.q_min)))
             cfg = self.cfg  # the clustering the checkpoint records (one definition)
@@ -398,22 +436,26 @@ class Trainer:
                                     t_d=cfg.t_d, assign=cfg.assign, r_max=cfg.r_max,
                                     positions=b["positions"], attach_r=cfg.attach_r,
                                     attach_passes=cfg.attach_passes, xyz=b["xyz"],
-                                    position_scale=cfg.position_scale)
+                                    position_scale=cfg.position_scale,
+                                    signal=None if signal is None else signal.float(),
+                                    t_signal=cfg.t_signal)
             ev.add(b["target"].cpu().numpy(), pred.cpu().numpy(), b["energy"].cpu().numpy())
         r = ev.result()
-        self.model.train()
+        self._train_mode()
         out = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
                "pq": float(r["pq"]), "sq": float(r["sq"]), "rq": float(r["rq"]),
                "miou": float(r["miou"]), "miou_weighted": float(r["miou_weighted"])}
         if e_losses:
             out["val_energy"] = float(np.mean(e_losses))
+        if s_losses:
+            out["val_signal"] = float(np.mean(s_losses))
         return out
 
     def _log(self, row: dict[str, Any], writer: Any) -> None:
         path = self.out / "metrics.csv"
         fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
-                  "attractive", "repulsive", "coward", "noise", "pair", "energy", "val_loss", "pq", "sq",
-                  "rq", "miou", "miou_weighted", "val_energy"]
+                  "attractive", "repulsive", "coward", "noise", "pair", "energy", "signal", "val_loss", "pq",
+                  "sq", "rq", "miou", "miou_weighted", "val_energy", "val_signal"]
         new = not path.exists()
         with path.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

@@ -10,7 +10,7 @@ that GPU.
 
 Inputs: ``features`` and the map tensors of the pre-processing. Outputs: ``coords`` FP32
 [N, D], ``beta`` FP32 [N] (and ``energy_factor`` FP32 [N] for a network with an energy
-head).
+head, then ``signal`` FP32 [N] for one with a signal head).
 """
 
 import json
