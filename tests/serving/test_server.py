@@ -123,7 +123,8 @@ def test_health_metadata_and_config(http, grpc, server):
     for md in (http.get_model_metadata(MODEL), grpc.get_model_metadata(MODEL, as_json=True)):
         assert md["name"] == MODEL and md["versions"] == ["1"]
         assert [(t["name"], t["datatype"]) for t in md["inputs"]] == [("FEATURES", "FP32"), ("EVENT_OFFSETS", "INT64")]
-        assert [t["name"] for t in md["outputs"]] == list(OUTPUTS)
+        # the shipped model has a signal head: its probability per hit is served too
+        assert [t["name"] for t in md["outputs"]] == [*OUTPUTS, "SIGNAL"]
     cfg = http.get_model_config(MODEL)
     gcfg = grpc.get_model_config(MODEL, as_json=True)["config"]
     for c in (cfg, gcfg):
@@ -132,6 +133,7 @@ def test_health_metadata_and_config(http, grpc, server):
         assert [int(d) for d in c["output"][2]["dims"]] == [-1, 5]
         assert int(c["dynamic_batching"]["max_queue_delay_microseconds"]) == 30_000
         assert c["parameters"]["feature_columns"]["string_value"] == "energy,x,y,z,layer,time,cell_type"
+        assert float(c["parameters"]["t_signal"]["string_value"]) == 0.4
     assert http.get_model_metadata(MODEL, model_version="1")["name"] == MODEL
     _raises(lambda: http.get_model_metadata(MODEL, model_version="2"), "404", "no version '2'")
     _raises(lambda: grpc.get_model_config("nope"), "NOT_FOUND", "unknown model 'nope'")

@@ -195,7 +195,8 @@ def test_configs_parse_as_triton_model_configs(which, request):
     assert [(i.name, i.optional) for i in ens.input] == [("FEATURES", False),
                                                          ("EVENT_OFFSETS", True)]
     assert list(ens.input[0].dims) == [-1, len(RAW_HIT_COLUMNS)] == [-1, 7]  # as caloreco serve
-    assert [o.name for o in ens.output] == ["CLUSTER_ID", "BETA", "COORDS"]
+    # the shipped model has a signal head: its per-hit probability is an output too
+    assert [o.name for o in ens.output] == ["CLUSTER_ID", "BETA", "COORDS", "SIGNAL"]
     assert net.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_AUTO
     # the steps are wired: every step input is an ensemble input or an earlier step's output,
     # with the same data type and dims on both sides
@@ -214,7 +215,7 @@ def test_configs_parse_as_triton_model_configs(which, request):
     for o in ens.output:
         assert (produced[o.name].data_type, list(produced[o.name].dims)) == (o.data_type,
                                                                               list(o.dims))
-    assert {"t_beta", "t_d"} <= set(post.parameters)
+    assert {"t_beta", "t_d", "t_signal"} <= set(post.parameters)
 
 
 def test_onnx_network_checks_and_matches_its_config(onnx_repo):

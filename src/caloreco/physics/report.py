@@ -66,7 +66,9 @@ def markdown(summary: dict[str, Any]) -> str:
             st = m["settings"]
             cut = "none" if st.get("r_max") is None else f"{st['r_max']:g} cm"
             attach = ("none" if st.get("attach_r") is None else
-                      f"{st['attach_r']:g} cm x {st.get('attach_passes', 1)}")
+                      f"{st['attach_r']:g} cm x {st.get('attach_passes', 1)}"
+                      + ("" if st.get("t_signal") is None
+                         else f" of the hits with signal probability >= {st['t_signal']:g}"))
             term = ("none" if st.get("position_scale") is None
                     else f"{st['position_scale']:g} cm")
             lines += [f"Model `{st['model']}`, t_beta = {st['t_beta']:g}, t_d = {st['t_d']:g}, "
