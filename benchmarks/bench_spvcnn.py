@@ -45,7 +45,7 @@ from caloreco.clustering.condensation import condensation_clustering
 from caloreco.clustering.model_clustering import condense_outputs, hit_xyz, stage_arrays
 from caloreco.data.event import Event
 from caloreco.models.encoding import HitEncoding
-from caloreco.models.registry import build_model
+from caloreco.models.registry import build_model, named_outputs
 from caloreco.simulation.production import DatasetSpec, simulate_range
 from caloreco.training.data import cluster_weights
 
@@ -53,8 +53,9 @@ from caloreco.training.data import cluster_weights
 #: Condensation thresholds of the clustering stage: the checkpoint's when one is given.
 THRESHOLDS: dict[str, Any] = {"t_beta": 0.1, "t_d": 0.7, "assign": "first", "r_max": None,
                               "position_scale": None}
-#: Left-over attachment of the clustering stage: the checkpoint's when one is given.
-ATTACH: dict[str, Any] = {"attach_r": None, "attach_passes": 1}
+#: Left-over attachment (and its signal threshold) of the clustering stage: the
+#: checkpoint's when one is given.
+ATTACH: dict[str, Any] = {"attach_r": None, "attach_passes": 1, "t_signal": None}
 
 
 def uses_positions() -> bool:
@@ -64,9 +65,21 @@ def uses_positions() -> bool:
 
 
 def cluster(beta: torch.Tensor, coords: torch.Tensor, batch: torch.Tensor | None,
-            pos: torch.Tensor | None, xyz: torch.Tensor | None) -> torch.Tensor:
-    """The clustering stage: condensation with :data:`THRESHOLDS`, then the attachment."""
-    return condense_outputs(beta, coords, batch, **THRESHOLDS, positions=pos, **ATTACH, xyz=xyz)
+            pos: torch.Tensor | None, xyz: torch.Tensor | None,
+            signal: torch.Tensor | None = None) -> torch.Tensor:
+    """The clustering stage: condensation with :data:`THRESHOLDS`, then the attachment
+    (of the hits whose ``signal`` reaches ``t_signal`` when the model has a signal head)."""
+    return condense_outputs(beta, coords, batch, **THRESHOLDS, positions=pos, **ATTACH, xyz=xyz,
+                            signal=signal)
+
+
+def network_outputs(model: torch.nn.Module, out: tuple[torch.Tensor, ...]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(coords, beta, signal or None)`` of a network's output tuple, float32."""
+    named = named_outputs(model, out)
+    signal = named.get("signal")
+    return (named["coords"].float(), named["beta"].float(),
+            None if signal is None else signal.float())
 
 
 def make_event(base: list[Event], n_hits: int, seed: int) -> dict[str, np.ndarray]:
@@ -216,8 +229,9 @@ def bench_batches(model: torch.nn.Module, enc: HitEncoding, base: list[Event], n
                     out = model.run(f, mgr)
                 sync(device)
                 t2 = time.perf_counter()
-                cluster(out[1].float(), out[0].float(), b,
-                        None if pos is None else pos.to(device), xyz.to(device))
+                coords, beta, signal = network_outputs(model, out)
+                cluster(beta, coords, b, None if pos is None else pos.to(device),
+                        xyz.to(device), signal)
                 sync(device)
                 return t1 - t0, t2 - t1, time.perf_counter() - t2
 
@@ -300,11 +314,12 @@ def main() -> None:
             t_prep, (f, mgr) = timed(prep, device, args.repeat)
             model.run(f, mgr)  # warm-up (pair lists are cached per manager, as in real use)
             t_net, out = timed(lambda: model.run(f, mgr), device, args.repeat)
-            coords, beta = out[0], out[1]
+            coords, beta, signal = network_outputs(model, out)
             pos = (torch.from_numpy(enc.projected_positions(hits)).to(device)
                    if uses_positions() else None)
             xyz = torch.from_numpy(hit_xyz(hits)).to(device)
-            t_cl, _ = timed(lambda: cluster(beta, coords, None, pos, xyz), device, args.repeat)
+            t_cl, _ = timed(lambda: cluster(beta, coords, None, pos, xyz, signal), device,
+                            args.repeat)
             t_plain, _ = timed(lambda: condensation_clustering(
                 beta, coords, t_beta=THRESHOLDS["t_beta"], t_d=THRESHOLDS["t_d"]),
                 device, args.repeat)

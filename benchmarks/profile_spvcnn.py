@@ -24,7 +24,7 @@ from caloreco.models.registry import build_model
 from caloreco.simulation.production import DatasetSpec, simulate_range
 
 import bench_spvcnn  # noqa: E402  (benchmarks/ is the script's directory)
-from bench_spvcnn import cluster, make_event  # noqa: E402
+from bench_spvcnn import cluster, make_event, network_outputs  # noqa: E402
 
 
 def main() -> None:
@@ -82,8 +82,8 @@ def main() -> None:
                 state["out"] = model.run(feats, state["mgr"])
 
         def clustering_stage() -> None:
-            coords, beta = state["out"][:2]
-            cluster(beta.float(), coords.float(), batch, pos, xyz)
+            coords, beta, signal = network_outputs(model, state["out"])
+            cluster(beta, coords, batch, pos, xyz, signal)
 
         return {"prepare": prepare, "network": network, "clustering": clustering_stage}
 

@@ -88,6 +88,11 @@ def test_attach_in_small_chunks_is_the_same(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(attach_mod, "_PAIR_CHUNK", 37)
     small = attach_leftovers(torch.from_numpy(cid), torch.from_numpy(xyz),
                              torch.from_numpy(event), radius=6.0, passes=2)
+    np.testing.assert_array_equal(small.numpy(), full.numpy())
+    monkeypatch.setattr(attach_mod, "_QUERY_BLOCK", 5)  # unassigned hits in blocks of 5
+    blocks = attach_leftovers(torch.from_numpy(cid), torch.from_numpy(xyz),
+                              torch.from_numpy(event), radius=6.0, passes=2)
+    np.testing.assert_array_equal(blocks.numpy(), full.numpy())
     assert torch.equal(full, small)
     np.testing.assert_array_equal(full.numpy(), reference(cid, xyz, event, 6.0, 2))
 

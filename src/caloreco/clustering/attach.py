@@ -22,6 +22,10 @@ Implementation, exact and without a dense grid, on CPU and CUDA: assigned hits a
 by the key of their cube of side ``R``; each unassigned hit looks up the 27 cubes around
 its own with ``searchsorted`` (every hit within ``R`` lies in one of them), the candidate
 pairs are expanded from those ranges, and the nearest within ``R`` is a segmented minimum.
+After the first pass only the hits attached by the previous pass are searched: a hit still
+unassigned had no assigned hit within ``R`` before that pass, so every assigned hit now
+within ``R`` of it (the nearest among them included) was attached by it. Later passes thus
+cost in proportion to the hits they can still reach, not to all clustered hits.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from caloreco.sparse.kernel_map import kernel_offsets
 
 #: Candidate pairs expanded at once (memory ~ 40 bytes each).
 _PAIR_CHUNK = 1 << 23
+#: Unassigned hits searched at once (their cube lookups: ~16 bytes x 27 each).
+_QUERY_BLOCK = 1 << 16
 
 
 def check_attach(radius: float | None, passes: int) -> float | None:
@@ -106,39 +112,52 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
     offs = kernel_offsets(3, device)  # the 27 neighbouring cubes
     dk = (offs[:, 0] << 32) + (offs[:, 1] << 16) + offs[:, 2]
     r2 = float(radius) ** 2
+    # the hits a pass searches: every assigned hit in the first pass; in a later pass only
+    # those attached by the previous one (module docstring)
+    seeds = torch.nonzero(out >= 0).squeeze(1)
     for _ in range(passes):
-        assigned = torch.nonzero(out >= 0).squeeze(1)
         todo = torch.nonzero(out < 0 if candidates is None
                              else (out < 0) & candidates.to(device)).squeeze(1)
-        if assigned.numel() == 0 or todo.numel() == 0:
+        if seeds.numel() == 0 or todo.numel() == 0:
             break
-        akeys, order = torch.sort(keys[assigned])
-        a_sorted = assigned[order]
-        q = (keys[todo][:, None] + dk[None, :]).reshape(-1)  # [T * 27]
-        lo = torch.searchsorted(akeys, q)
-        cnt = torch.searchsorted(akeys, q, right=True) - lo
-        best_d2 = torch.full((todo.numel(),), math.inf, dtype=torch.float64, device=device)
-        best_j = torch.full((todo.numel(),), n, dtype=torch.int64, device=device)
-        for s, e in _chunks(cnt):
-            c = cnt[s:e]
-            slot = torch.repeat_interleave(torch.arange(s, e, device=device), c)
-            if slot.numel() == 0:
-                continue
-            first = torch.cumsum(c, 0) - c  # start of each slot's run in the expansion
-            within = torch.arange(slot.numel(), device=device) - torch.repeat_interleave(first, c)
-            j = a_sorted[lo[slot] + within]  # candidate assigned hit
-            t = slot // offs.shape[0]  # row in todo
-            d2 = (xyz[todo[t]] - xyz[j]).square().sum(1)
-            ok = d2 <= r2
-            t, j, d2 = t[ok], j[ok], d2[ok]
-            best_d2.scatter_reduce_(0, t, d2, "amin")
-            best_j.scatter_reduce_(0, t, torch.where(d2 <= best_d2[t], j, n), "amin")
-        # a later chunk may have lowered best_d2 after an earlier one chose its index:
-        # recompute the index among the pairs at the final minimum (exact ties -> lowest)
-        best_j = _lowest_at_min(best_j, best_d2, todo, xyz, cnt, lo, a_sorted, offs.shape[0], n, r2)
+        akeys, order = torch.sort(keys[seeds])
+        a_sorted = seeds[order]
+        best_j = torch.cat([_nearest(todo[b:b + _QUERY_BLOCK], keys, xyz, akeys, a_sorted, dk,
+                                     n, r2) for b in range(0, todo.numel(), _QUERY_BLOCK)])
         hit = best_j < n
         out[todo[hit]] = out[best_j[hit]]
+        seeds = todo[hit]
     return out
+
+
+def _nearest(todo: Tensor, keys: Tensor, xyz: Tensor, akeys: Tensor, a_sorted: Tensor,
+             dk: Tensor, n: int, r2: float) -> Tensor:
+    """For each hit of ``todo``, the nearest hit of ``a_sorted`` (cube keys ``akeys``,
+    sorted) within ``sqrt(r2)``, the lowest index on exact ties; ``n`` where none is."""
+    device = todo.device
+    n_off = dk.shape[0]
+    q = (keys[todo][:, None] + dk[None, :]).reshape(-1)  # [T * 27]
+    lo = torch.searchsorted(akeys, q)
+    cnt = torch.searchsorted(akeys, q, right=True) - lo
+    best_d2 = torch.full((todo.numel(),), math.inf, dtype=torch.float64, device=device)
+    best_j = torch.full((todo.numel(),), n, dtype=torch.int64, device=device)
+    for s, e in _chunks(cnt):
+        c = cnt[s:e]
+        slot = torch.repeat_interleave(torch.arange(s, e, device=device), c)
+        if slot.numel() == 0:
+            continue
+        first = torch.cumsum(c, 0) - c  # start of each slot's run in the expansion
+        within = torch.arange(slot.numel(), device=device) - torch.repeat_interleave(first, c)
+        j = a_sorted[lo[slot] + within]  # candidate assigned hit
+        t = slot // n_off  # row in todo
+        d2 = (xyz[todo[t]] - xyz[j]).square().sum(1)
+        ok = d2 <= r2
+        t, j, d2 = t[ok], j[ok], d2[ok]
+        best_d2.scatter_reduce_(0, t, d2, "amin")
+        best_j.scatter_reduce_(0, t, torch.where(d2 <= best_d2[t], j, n), "amin")
+    # a later chunk may have lowered best_d2 after an earlier one chose its index:
+    # recompute the index among the pairs at the final minimum (exact ties -> lowest)
+    return _lowest_at_min(best_j, best_d2, todo, xyz, cnt, lo, a_sorted, n_off, n, r2)
 
 
 def _chunks(cnt: Tensor) -> list[tuple[int, int]]:
