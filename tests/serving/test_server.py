@@ -133,7 +133,7 @@ def test_health_metadata_and_config(http, grpc, server):
         assert [int(d) for d in c["output"][2]["dims"]] == [-1, 5]
         assert int(c["dynamic_batching"]["max_queue_delay_microseconds"]) == 30_000
         assert c["parameters"]["feature_columns"]["string_value"] == "energy,x,y,z,layer,time,cell_type"
-        assert float(c["parameters"]["t_signal"]["string_value"]) == 0.4
+        assert float(c["parameters"]["t_signal"]["string_value"]) == 0.3
     assert http.get_model_metadata(MODEL, model_version="1")["name"] == MODEL
     _raises(lambda: http.get_model_metadata(MODEL, model_version="2"), "404", "no version '2'")
     _raises(lambda: grpc.get_model_config("nope"), "NOT_FOUND", "unknown model 'nope'")
