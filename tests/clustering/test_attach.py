@@ -132,3 +132,8 @@ def test_attach_cuda_matches_cpu() -> None:
     gpu = attach_leftovers(*(a.cuda() for a in args), radius=4.0, passes=3)
     assert gpu.device.type == "cuda"
     np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+    cand = torch.from_numpy(np.random.default_rng(8).random(len(cid)) < 0.5)
+    cpu = attach_leftovers(*args, radius=4.0, passes=3, candidates=cand)
+    gpu = attach_leftovers(*(a.cuda() for a in args), radius=4.0, passes=3,
+                           candidates=cand.cuda())
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
