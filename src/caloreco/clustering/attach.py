@@ -22,7 +22,10 @@ Implementation, exact and without a dense grid, on CPU and CUDA: assigned hits a
 by the key of their cube of side ``R``; each unassigned hit looks up the 27 cubes around
 its own with ``searchsorted`` (every hit within ``R`` lies in one of them), the candidate
 pairs are expanded from those ranges, and the nearest within ``R`` is a segmented minimum.
-After the first pass only the hits attached by the previous pass are searched: a hit still
+The search runs coarse-to-fine: first in cubes of side ``s = R / 3`` (27 times fewer
+candidate pairs); a hit that finds an assigned hit within ``s`` there is done, since every
+hit at least as close lies in those 27 cubes (ties included), and only the others search
+the cubes of side ``R``. After the first pass only the hits attached by the previous pass are searched: a hit still
 unassigned had no assigned hit within ``R`` before that pass, so every assigned hit now
 within ``R`` of it (the nearest among them included) was attached by it. Later passes thus
 cost in proportion to the hits they can still reach, not to all clustered hits.
@@ -43,6 +46,8 @@ from caloreco.sparse.kernel_map import kernel_offsets
 _PAIR_CHUNK = 1 << 23
 #: Unassigned hits searched at once (their cube lookups: ~16 bytes x 27 each).
 _QUERY_BLOCK = 1 << 16
+#: Finer stages of the search, as divisors of R: cubes of side R / 3 first.
+_FINE = (3,)
 
 
 def check_attach(radius: float | None, passes: int) -> float | None:
@@ -104,14 +109,20 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
              torch.unique(batch.to(device=device, dtype=torch.int64), return_inverse=True)[1])
     if int(event.max()) >= BATCH_LIMIT:
         raise InvalidDataError(f"at most {BATCH_LIMIT} events per call, got {int(event.max()) + 1}")
-    cell = torch.floor((xyz - xyz.min(0).values) / radius).long() + 1  # >= 1: room for -1
-    if int(cell.max()) + 1 >= SPATIAL_LIMIT:
+    origin = xyz.min(0).values
+    if int(torch.floor((xyz.max(0).values - origin) / radius).max()) + 2 >= SPATIAL_LIMIT:
         raise InvalidDataError(f"the hits span more than {SPATIAL_LIMIT - 2} cubes of "
                                f"{radius} cm per axis; use a larger attach radius")
-    keys = pack(torch.cat([event[:, None], cell], 1))
+    # a coarse-to-fine search (module docstring): cube sides R / _FINE, then R; a finer stage
+    # is skipped where its cubes would not fit in the key
+    sides = [float(radius) / f for f in _FINE
+             if int(torch.floor((xyz.max(0).values - origin) * f / radius).max()) + 2
+             < SPATIAL_LIMIT] + [float(radius)]
+    stage_keys = [pack(torch.cat([event[:, None],
+                                  torch.floor((xyz - origin) / side).long() + 1], 1))
+                  for side in sides]  # cube >= 1: room for the offset -1
     offs = kernel_offsets(3, device)  # the 27 neighbouring cubes
     dk = (offs[:, 0] << 32) + (offs[:, 1] << 16) + offs[:, 2]
-    r2 = float(radius) ** 2
     # the hits a pass searches: every assigned hit in the first pass; in a later pass only
     # those attached by the previous one (module docstring)
     seeds = torch.nonzero(out >= 0).squeeze(1)
@@ -120,10 +131,20 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
                              else (out < 0) & candidates.to(device)).squeeze(1)
         if seeds.numel() == 0 or todo.numel() == 0:
             break
-        akeys, order = torch.sort(keys[seeds])
-        a_sorted = seeds[order]
-        best_j = torch.cat([_nearest(todo[b:b + _QUERY_BLOCK], keys, xyz, akeys, a_sorted, dk,
-                                     n, r2) for b in range(0, todo.numel(), _QUERY_BLOCK)])
+        best_j = torch.full_like(todo, n)
+        open_rows = torch.arange(todo.numel(), device=device)  # not resolved yet
+        for side, keys in zip(sides, stage_keys):
+            akeys, order = torch.sort(keys[seeds])
+            a_sorted = seeds[order]
+            rows = todo[open_rows]
+            found = torch.cat([_nearest(rows[b:b + _QUERY_BLOCK], keys, xyz, akeys, a_sorted,
+                                        dk, n, side * side)
+                               for b in range(0, rows.numel(), _QUERY_BLOCK)])
+            ok = found < n  # within one side: every closer or equally close seed was seen
+            best_j[open_rows[ok]] = found[ok]
+            open_rows = open_rows[~ok]
+            if open_rows.numel() == 0:
+                break
         hit = best_j < n
         out[todo[hit]] = out[best_j[hit]]
         seeds = todo[hit]
