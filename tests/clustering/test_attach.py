@@ -121,6 +121,16 @@ def test_attach_edge_cases_and_errors() -> None:
     with pytest.raises(InvalidDataError, match="non-finite"):
         attach_leftovers(torch.tensor([0, -1]), torch.tensor([[0.0, 0, 0], [np.nan, 0, 0]]),
                          None, radius=1.0)
+    # hits 30 000 cubes apart: the fine stage (3x as many cubes) does not fit in the key
+    # and is skipped, the result is the same; 70 000 apart: too wide for the radius
+    far = torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [1.2, 0, 0], [30000.0, 0, 0],
+                        [30000.4, 0, 0]], dtype=torch.float64)
+    cid = torch.tensor([0, -1, -1, 1, -1])
+    got = attach_leftovers(cid, far, None, radius=1.0, passes=2)
+    assert got.tolist() == reference(cid.numpy(), far.numpy(), np.zeros(5, np.int64), 1.0,
+                                     2).tolist() == [0, 0, 0, 1, 1]
+    with pytest.raises(InvalidDataError, match="span more than 65534 cubes of 1.0 cm"):
+        attach_leftovers(cid, far * 3, None, radius=1.0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -25,10 +25,11 @@ pairs are expanded from those ranges, and the nearest within ``R`` is a segmente
 The search runs coarse-to-fine: first in cubes of side ``s = R / 3`` (27 times fewer
 candidate pairs); a hit that finds an assigned hit within ``s`` there is done, since every
 hit at least as close lies in those 27 cubes (ties included), and only the others search
-the cubes of side ``R``. After the first pass only the hits attached by the previous pass are searched: a hit still
-unassigned had no assigned hit within ``R`` before that pass, so every assigned hit now
-within ``R`` of it (the nearest among them included) was attached by it. Later passes thus
-cost in proportion to the hits they can still reach, not to all clustered hits.
+the cubes of side ``R``. After the first pass only the hits attached by the previous pass
+are searched: a hit still unassigned had no assigned hit within ``R`` before that pass, so
+every assigned hit now within ``R`` of it (the nearest among them included) was attached by
+it. Later passes thus cost in proportion to the hits they can still reach, not to all
+clustered hits.
 """
 
 from __future__ import annotations
@@ -109,18 +110,17 @@ def attach_leftovers(cluster_id: Tensor, xyz: Tensor, batch: Tensor | None, *,
              torch.unique(batch.to(device=device, dtype=torch.int64), return_inverse=True)[1])
     if int(event.max()) >= BATCH_LIMIT:
         raise InvalidDataError(f"at most {BATCH_LIMIT} events per call, got {int(event.max()) + 1}")
-    origin = xyz.min(0).values
-    if int(torch.floor((xyz.max(0).values - origin) / radius).max()) + 2 >= SPATIAL_LIMIT:
-        raise InvalidDataError(f"the hits span more than {SPATIAL_LIMIT - 2} cubes of "
-                               f"{radius} cm per axis; use a larger attach radius")
-    # a coarse-to-fine search (module docstring): cube sides R / _FINE, then R; a finer stage
-    # is skipped where its cubes would not fit in the key
-    sides = [float(radius) / f for f in _FINE
-             if int(torch.floor((xyz.max(0).values - origin) * f / radius).max()) + 2
-             < SPATIAL_LIMIT] + [float(radius)]
-    stage_keys = [pack(torch.cat([event[:, None],
-                                  torch.floor((xyz - origin) / side).long() + 1], 1))
-                  for side in sides]  # cube >= 1: room for the offset -1
+    # a coarse-to-fine search (module docstring): cube sides R / _FINE, then R
+    sides, stage_keys = [], []
+    for side in [float(radius) / f for f in _FINE] + [float(radius)]:
+        cell = torch.floor((xyz - xyz.min(0).values) / side).long() + 1  # >= 1: room for -1
+        if int(cell.max()) + 1 >= SPATIAL_LIMIT:
+            if side < radius:
+                continue  # a finer stage whose cubes do not fit in the key is skipped
+            raise InvalidDataError(f"the hits span more than {SPATIAL_LIMIT - 2} cubes of "
+                                   f"{radius} cm per axis; use a larger attach radius")
+        sides.append(side)
+        stage_keys.append(pack(torch.cat([event[:, None], cell], 1)))
     offs = kernel_offsets(3, device)  # the 27 neighbouring cubes
     dk = (offs[:, 0] << 32) + (offs[:, 1] << 16) + offs[:, 2]
     # the hits a pass searches: every assigned hit in the first pass; in a later pass only
