@@ -247,6 +247,12 @@ def test_signal_threshold_gates_the_attachment(with_signal, untrained, events, t
                    torch.from_numpy(hit_xyz(events[0].hits)))
     with pytest.raises(ConfigError, match="needs a network with a signal head"):
         ModelClusterer.from_checkpoint(untrained[0], t_signal=0.5)
+    # 0 gates nothing: stored as none, and accepted without a signal head, as a batch job
+    # loading a model in another process asks for it
+    assert ModelClusterer.from_checkpoint(with_signal, t_signal=0.0).t_signal is None
+    plain_job = ClusterJob.create(tmp_path / "p", untrained[0])
+    assert plain_job.t_signal is None and plain_job._load().t_signal is None
+    assert job._load().t_signal == t_signal
     with pytest.raises(ConfigError, match="t_signal must be a probability"):
         ModelClusterer.from_checkpoint(with_signal, t_signal=-0.1)
 

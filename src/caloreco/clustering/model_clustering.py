@@ -184,7 +184,7 @@ class ModelClusterer:
             (:func:`with_detector_term`); None or inf: none.
         t_signal: the attachment takes only left-over hits whose signal probability (the
             network's signal head, :mod:`caloreco.losses.signal`) is at least this; None:
-            every left-over hit (0 attaches every hit too).
+            every left-over hit (0 too, for any network: it is stored as None).
         device: where the network runs.
     """
 
@@ -206,7 +206,8 @@ class ModelClusterer:
         self.position_scale = check_position_scale(
             None if position_scale is not None and math.isinf(position_scale)
             and position_scale > 0 else position_scale)  # inf: no detector term
-        self.t_signal = check_t_signal(t_signal)
+        t_signal = check_t_signal(t_signal)
+        self.t_signal = None if t_signal == 0 else t_signal  # 0 gates nothing: as none
         if self.t_signal is not None and not self.has_signal_head:
             raise ConfigError(f"t_signal = {self.t_signal} needs a network with a signal head; "
                               f"{type(model).__name__} has none")
