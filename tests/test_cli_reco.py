@@ -50,6 +50,19 @@ def test_train_then_cluster_with_the_run_and_resume(dtau_dataset, tmp_path, caps
     assert summary["position_scale"] == 12.0
 
 
+def test_train_with_the_contrast_term(dtau_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert entry(["train", "--data", str(dtau_dataset), "--out", str(run), "--epochs", "1",
+                  "--cr", "0.125", "--val-events", "1", "--no-progress", "--loss-weight",
+                  "contrast=0.3", "--contrast-k", "3", "--contrast-margin", "0.8"]) == 0
+    config = load_checkpoint(run / "last.pt").training["config"]
+    assert config["loss_weights"] == {"contrast": 0.3}
+    assert (config["contrast_k"], config["contrast_margin"]) == (3, 0.8)
+    assert entry(["train", "--data", str(dtau_dataset), "--out", str(tmp_path / "bad"),
+                  "--loss-weight", "contrastive=1"]) == 2
+    assert "pair, contrast, energy or signal" in capsys.readouterr().err
+
+
 def test_export_torchscript(tmp_path, capsys):
     out = tmp_path / "net.pt"
     assert entry(["export", "--format", "torchscript", "--out", str(out)]) == 0

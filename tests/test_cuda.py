@@ -107,6 +107,22 @@ def test_stage_arrays_pins_for_cuda() -> None:
     torch.testing.assert_close(got.to("cuda", non_blocking=True).cpu(), got)
 
 
+def test_contrastive_loss_cuda_matches_cpu() -> None:
+    """The neighbour pairs come from knn_cdist on CUDA and cKDTree on CPU: same loss."""
+    from caloreco.losses.contrastive import contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    positions = torch.rand(n, 3, generator=g) * 50  # distinct: no neighbour ties
+    object_id = torch.randint(-1, 20, (n,), generator=g)
+    batch = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 5, generator=g) * 0.5
+    got = {dev: contrastive_loss(x.to(dev), object_id.to(dev), positions.to(dev),
+                                 batch.to(dev), k=8) for dev in ("cpu", "cuda")}
+    for name, value in got["cpu"].items():
+        torch.testing.assert_close(got["cuda"][name].cpu(), value, rtol=1e-5, atol=1e-6)
+
+
 def test_gravnet_cuda_matches_cpu(dtau_dataset) -> None:  # type: ignore[no-untyped-def]
     """kNN on CUDA (chunked cdist + topk) vs cKDTree give the same network output.
 

@@ -55,10 +55,10 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
             raise ConfigError(f"--loss-weight expects NAME=VALUE (e.g. repulsive=10), got "
                               f"'{item}'") from None
     unknown = sorted(set(weights) - {"attractive", "repulsive", "beta", "noise", "pair",
-                                     "energy", "signal"})
+                                     "contrast", "energy", "signal"})
     if unknown:
         raise ConfigError(f"--loss-weight names {unknown} are not loss terms; use attractive, "
-                          f"repulsive, beta, noise, pair, energy or signal")
+                          f"repulsive, beta, noise, pair, contrast, energy or signal")
     cfg = TrainConfig(data=args.data, out=args.out, model=args.model, model_options=opts,
                       loss_weights=weights, encoding={"kind": args.encoding},
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -66,7 +66,8 @@ def _train(args: argparse.Namespace, dist_info: Any) -> int:
                       max_train_events=args.max_events, time_limit_min=args.time_limit,
                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                       q_min=args.q_min, repulsion=args.repulsion, r_local=args.repulsion_radius,
-                      pair_margin=args.pair_margin,
+                      pair_margin=args.pair_margin, contrast_k=args.contrast_k,
+                      contrast_margin=args.contrast_margin,
                       init=args.init, workers=args.workers, trainable=args.trainable or [],
                       t_beta=args.t_beta, t_d=args.t_d, assign=args.assign, r_max=args.r_max,
                       attach_r=args.attach_radius, attach_passes=args.attach_passes,
@@ -286,7 +287,8 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--loss-weight", action="append", metavar="NAME=VALUE",
                    help="coefficient of a loss term: attractive, repulsive, beta, noise, "
-                        "pair (the condensation-point repulsion; default 0), energy (the "
+                        "pair (the condensation-point repulsion; default 0), contrast (the "
+                        "neighbour contrastive term; default 0), energy (the "
                         "energy head's regression), signal (the signal head's "
                         "classification; repeatable; default 1 each)")
     t.add_argument("--q-min", type=float, default=0.1, help="minimal condensation charge "
@@ -304,6 +306,14 @@ def add_commands(sub: Any) -> None:
                         "(loss weight 'pair': the points of two showers, within the "
                         "--repulsion-radius of each other where given, are pushed at least M "
                         "apart; default 1)")
+    t.add_argument("--contrast-k", type=int, default=16, metavar="K",
+                   help="neighbour contrastive term (loss weight 'contrast', default 0: off): "
+                        "each signal hit and its K nearest signal hits in the projected "
+                        "positions form pairs, pulled together when of the same shower and "
+                        "pushed at least --contrast-margin apart when not (default 16)")
+    t.add_argument("--contrast-margin", type=float, default=1.0, metavar="M",
+                   help="margin in the clustering space of the neighbour contrastive term "
+                        "(default 1)")
     t.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of this checkpoint or run directory (same "
                         "network and encoding; fresh optimiser and learning-rate schedule)")

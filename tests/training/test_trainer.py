@@ -175,6 +175,28 @@ def test_pair_repulsion_is_logged_and_stored(dtau_dataset, tmp_path):
         Trainer(_cfg(dtau_dataset, tmp_path / "bad", pair_margin=0.0, loss_weights={"pair": 1.0}))
 
 
+def test_contrast_term_is_logged_and_stored(dtau_dataset, tmp_path):
+    cfg = _cfg(dtau_dataset, tmp_path / "contrast", epochs=1,
+               loss_weights={"contrast": 0.5}, contrast_k=4, contrast_margin=1.5)
+    Trainer(cfg).fit()
+    with open(tmp_path / "contrast" / "metrics.csv", newline="") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["kind"] == "train"]
+    assert rows
+    for row in rows:
+        same, other = float(row["contrast_same"]), float(row["contrast_other"])
+        assert same > 0 and other > 0
+        # the logged total holds the weighted contrastive terms on top of the other four
+        parts = sum(float(row[k]) for k in ("attractive", "repulsive", "coward", "noise"))
+        assert float(row["loss"]) == pytest.approx(parts + 0.5 * (same + other), rel=1e-5)
+    config = load_checkpoint(tmp_path / "contrast" / "last.pt").training["config"]
+    assert config["loss_weights"] == {"contrast": 0.5}
+    assert (config["contrast_k"], config["contrast_margin"]) == (4, 1.5)
+    with pytest.raises(ConfigError, match="k >= 1"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", contrast_k=0))
+    with pytest.raises(ConfigError, match="weight of the contrast term"):
+        Trainer(_cfg(dtau_dataset, tmp_path / "bad", loss_weights={"contrast": -1.0}))
+
+
 def test_data_loading_workers_give_the_same_training(dtau_dataset, tmp_path):
     """Events decoded in 2 worker processes: the same batches in the same order, so the
     same weights as loading in the loop."""

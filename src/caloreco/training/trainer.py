@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from caloreco.errors import ConfigError
+from caloreco.losses.contrastive import contrastive_loss
 from caloreco.losses.energy import energy_loss
 from caloreco.losses.signal import signal_loss
 from caloreco.models.registry import named_outputs
@@ -70,8 +71,14 @@ class TrainConfig:
     r_local: float | None = None
     # margin of the condensation-point repulsion (loss weight "pair", default 0: off)
     pair_margin: float = 1.0
+    # neighbour contrastive term (loss weight "contrast", default 0: off): each signal hit's
+    # contrast_k nearest signal hits in the projected positions, margin in clustering units
+    contrast_k: int = 16
+    contrast_margin: float = 1.0
     # coefficients of the loss terms (attractive, repulsive, beta, noise, pair; see
-    # CondensationLoss), "energy" (the energy regression of a model with an energy head,
+    # CondensationLoss), "contrast" (the neighbour contrastive term,
+    # caloreco.losses.contrastive; default 0), "energy" (the energy regression of a model
+    # with an energy head,
     # caloreco.losses.energy; default 1) and "signal" (the signal/noise classification of a
     # model with a signal head, caloreco.losses.signal; default 1)
     loss_weights: dict[str, float] = field(default_factory=dict)
@@ -136,6 +143,7 @@ class Trainer:
         from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.clustering.model_clustering import check_position_scale
         from caloreco.losses.condensation import CondensationLoss
+        from caloreco.losses.contrastive import check_contrast
 
         # the validation clustering's settings, checked before any work
         check_assign(cfg.assign)
@@ -159,6 +167,11 @@ class Trainer:
         weights = dict(cfg.loss_weights)
         self.energy_weight = float(weights.pop("energy", 1.0))
         self.signal_weight = float(weights.pop("signal", 1.0))
+        self.contrast_weight = float(weights.pop("contrast", 0.0))
+        if not self.contrast_weight >= 0:
+            raise ConfigError(f"the weight of the contrast term must be >= 0, got "
+                              f"{self.contrast_weight}")
+        check_contrast(cfg.contrast_k, cfg.contrast_margin)
         if cfg.t_signal is not None and not self.model_config.get("signal_head"):
             raise ConfigError(f"--t-signal {cfg.t_signal} needs a model with a signal head "
                               f"(--signal-head)")
@@ -298,6 +311,12 @@ class Trainer:
         coords, beta = outs["coords"].float(), outs["beta"].float()
         terms = self.loss_fn(beta, coords, batch["target"], batch["batch"],
                              weights=batch["weight"], positions=batch["positions"])
+        if self.contrast_weight > 0:  # the neighbour contrastive term
+            terms.update(contrastive_loss(coords, batch["target"], batch["positions"],
+                                          batch["batch"], k=self.cfg.contrast_k,
+                                          margin=self.cfg.contrast_margin))
+            terms["loss"] = terms["loss"] + self.contrast_weight * (
+                terms["contrast_same"] + terms["contrast_other"])
         if "signal" in outs:  # the signal head
             terms["signal"] = signal_loss(outs["signal"].float(), batch["target"], batch["batch"])
             terms["loss"] = terms["loss"] + self.signal_weight * terms["signal"]
@@ -455,7 +474,8 @@ class Trainer:
         path = self.out / "metrics.csv"
         fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
                   "attractive", "repulsive", "coward", "noise", "pair", "energy", "signal", "val_loss", "pq",
-                  "sq", "rq", "miou", "miou_weighted", "val_energy", "val_signal"]
+                  "sq", "rq", "miou", "miou_weighted", "val_energy", "val_signal", "contrast_same",
+                  "contrast_other"]
         new = not path.exists()
         with path.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
