@@ -274,3 +274,29 @@ def test_signal_head_trains_alone_and_gates_the_validation_attachment(dtau_datas
                      model_options={"cr": 0.125, "signal_head": True}))
     with pytest.raises(ConfigError, match="has a signal head; train with --signal-head"):
         Trainer(_cfg(dtau_dataset, tmp_path / "bad", init=str(tmp_path / "head" / "last.pt")))
+
+
+def test_metrics_csv_of_an_older_run_is_rewritten_under_the_current_header(tmp_path):
+    """A run resumed from an older version (fewer columns): its rows move under the
+    current header instead of new rows running past the old one."""
+    from types import SimpleNamespace
+
+    from caloreco.training.trainer import METRIC_FIELDS
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("kind,epoch,step,loss,pq\ntrain,0,10,0.5,\nval,0,10,,0.25\n")
+    run = SimpleNamespace(out=tmp_path)
+    Trainer._log(run, {"kind": "train", "epoch": 1, "step": 20, "loss": 0.4,
+                       "contrast_same": 0.1}, None)
+    with open(path, newline="") as fh:
+        assert next(csv.reader(fh)) == list(METRIC_FIELDS)
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["kind"], r["step"], r["loss"], r["pq"]) for r in rows] == [
+        ("train", "10", "0.5", ""), ("val", "10", "", "0.25"), ("train", "20", "0.4", "")]
+    assert rows[2]["contrast_same"] == "0.1" and rows[0]["contrast_same"] == ""
+    assert all(None not in r for r in rows)  # no row longer than the header
+    # a current file is appended to, not rewritten
+    Trainer._log(run, {"kind": "train", "epoch": 1, "step": 30, "loss": 0.3}, None)
+    with open(path, newline="") as fh:
+        assert [r["step"] for r in csv.DictReader(fh)] == ["10", "10", "20", "30"]

@@ -36,7 +36,7 @@ from caloreco.models.registry import build_model
 from caloreco.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from caloreco.training.data import EncodedEvents, ShardLocalSampler, collate
 from caloreco.training.distributed import any_rank, barrier, broadcast_buffers
-from caloreco.utils.atomic import atomic_write_text
+from caloreco.utils.atomic import atomic_path, atomic_write_text
 
 
 @dataclass
@@ -103,6 +103,13 @@ class TrainConfig:
     workers: int = 0
     # start from this checkpoint's weights (fine-tuning; fresh optimiser and schedule)
     init: str | None = None
+
+
+#: columns of a run's ``metrics.csv`` (training rows and validation rows alike)
+METRIC_FIELDS = ("kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
+                 "attractive", "repulsive", "coward", "noise", "pair", "contrast_same",
+                 "contrast_other", "energy", "signal", "val_loss", "pq", "sq", "rq", "miou",
+                 "miou_weighted", "val_energy", "val_signal")
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -472,14 +479,24 @@ class Trainer:
 
     def _log(self, row: dict[str, Any], writer: Any) -> None:
         path = self.out / "metrics.csv"
-        fields = ["kind", "epoch", "step", "lr", "grad_norm", "sec_per_step", "loss",
-                  "attractive", "repulsive", "coward", "noise", "pair", "energy", "signal", "val_loss", "pq",
-                  "sq", "rq", "miou", "miou_weighted", "val_energy", "val_signal", "contrast_same",
-                  "contrast_other"]
-        new = not path.exists()
+        fields = list(METRIC_FIELDS)
+        header: list[str] | None = None
+        if path.exists():
+            with path.open(newline="") as fh:
+                header = next(csv.reader(fh), None)
+        if header is not None and header != fields:
+            # a run resumed from an older version: rewrite its rows under the current header
+            # (new columns empty), so that every row lines up with the header
+            with path.open(newline="") as fh:
+                old = list(csv.DictReader(fh))
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(old)
+            header = fields
         with path.open("a", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            if new:
+            if header is None:
                 w.writeheader()
             w.writerow(row)
         if writer is not None:
