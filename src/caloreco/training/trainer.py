@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from caloreco.errors import ConfigError
-from caloreco.losses.contrastive import contrastive_loss
+from caloreco.losses.contrastive import check_contrast, contrastive_loss
 from caloreco.losses.energy import energy_loss
 from caloreco.losses.signal import signal_loss
 from caloreco.models.registry import named_outputs
@@ -78,9 +78,8 @@ class TrainConfig:
     # coefficients of the loss terms (attractive, repulsive, beta, noise, pair; see
     # CondensationLoss), "contrast" (the neighbour contrastive term,
     # caloreco.losses.contrastive; default 0), "energy" (the energy regression of a model
-    # with an energy head,
-    # caloreco.losses.energy; default 1) and "signal" (the signal/noise classification of a
-    # model with a signal head, caloreco.losses.signal; default 1)
+    # with an energy head, caloreco.losses.energy; default 1) and "signal" (the signal/noise
+    # classification of a model with a signal head, caloreco.losses.signal; default 1)
     loss_weights: dict[str, float] = field(default_factory=dict)
     # train only the parameters whose names start with one of these prefixes (e.g.
     # ["energy_mlp"]: the energy head alone on a trained network); empty: all
@@ -150,7 +149,6 @@ class Trainer:
         from caloreco.clustering.condensation import check_assign, check_r_max
         from caloreco.clustering.model_clustering import check_position_scale
         from caloreco.losses.condensation import CondensationLoss
-        from caloreco.losses.contrastive import check_contrast
 
         # the validation clustering's settings, checked before any work
         check_assign(cfg.assign)
